@@ -1,0 +1,1 @@
+//! Eval: identify and classify over a labelled corpus.

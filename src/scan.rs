@@ -1,0 +1,1 @@
+//! Scan: drives sources → identify → classify → store.
