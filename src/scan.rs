@@ -1,1 +1,151 @@
-//! Scan: drives sources → identify → classify → store.
+//! Scan: one pass over every enabled source, driving sources → identify → classify → store.
+//!
+//! Owns the order of work and its safety: a page's results and the cursor after it are
+//! committed in one transaction (so killing a scan loses nothing and re-running it duplicates
+//! nothing), one failing source is recorded and the others carry on, and memory is bounded by a
+//! page. It knows no platform, rule or SQL detail: those live behind the stage interfaces.
+
+use std::collections::HashMap;
+
+use chrono::Utc;
+use tracing::{info, warn};
+
+use crate::config::{Config, SourceEntry};
+use crate::identify::PostSignals;
+use crate::model::{Identity, Post};
+use crate::patterns::Detector;
+use crate::sources::{self, Page, Source};
+use crate::store::{AccountUpdate, NewHit, PageCommit, SourceSummary, Store, StoreError};
+
+/// The outcome of a scan: one summary per enabled source.
+#[derive(Debug, Clone, Default)]
+pub struct ScanReport {
+    pub run_id: i64,
+    pub summaries: Vec<SourceSummary>,
+}
+
+impl ScanReport {
+    /// Sources that stopped with an error.
+    pub fn failed(&self) -> usize {
+        self.summaries.iter().filter(|s| s.error.is_some()).count()
+    }
+}
+
+/// Scan every enabled source once. A source error is recorded in its summary; only a database
+/// error (which would put every source at risk) stops the whole scan.
+pub async fn run(config: &Config, store: &Store, detector: &Detector) -> Result<ScanReport, StoreError> {
+    let run_id = store.begin_run().await?;
+    let mut report = ScanReport { run_id, summaries: vec![] };
+    for entry in config.enabled_sources() {
+        let mut source = sources::build(entry);
+        let summary = scan_source(entry, source.as_mut(), store, detector).await?;
+        store.record_source(run_id, &summary).await?;
+        report.summaries.push(summary);
+    }
+    store.finish_run(run_id).await?;
+    Ok(report)
+}
+
+/// Read one source from its stored cursor to the end, page by page.
+pub async fn scan_source(
+    entry: &SourceEntry,
+    source: &mut dyn Source,
+    store: &Store,
+    detector: &Detector,
+) -> Result<SourceSummary, StoreError> {
+    let name = entry.name.as_str();
+    let mut summary = SourceSummary { source: name.to_string(), ..Default::default() };
+    let mut cursor = store.cursor(name).await?;
+    let mut seen_accounts = std::collections::HashSet::new();
+    loop {
+        let page = match source.next_page(cursor.as_deref()).await {
+            Ok(page) => page,
+            Err(e) => {
+                warn!(source = name, error = %e, "source failed");
+                summary.errors += 1;
+                summary.error = Some(e.to_string());
+                break;
+            }
+        };
+        for skipped in &page.skipped {
+            warn!(source = name, record = %skipped, "skipped a record");
+        }
+        summary.errors += page.skipped.len() as u64;
+        let done = page.done;
+        let commit = process_page(name, page, store, detector, &mut summary, &mut seen_accounts).await?;
+        let next_cursor = commit.cursor.clone();
+        summary.hits += store.commit_page(commit).await?;
+        if next_cursor.is_some() {
+            cursor = next_cursor;
+        }
+        if done {
+            break;
+        }
+    }
+    summary.accounts_seen = seen_accounts.len() as u64;
+    info!(
+        source = name,
+        accounts = summary.accounts_seen,
+        identified = summary.identified,
+        posts = summary.posts_read,
+        hits = summary.hits,
+        errors = summary.errors,
+        "source scanned"
+    );
+    Ok(summary)
+}
+
+/// Identify the authors on a page and classify the posts of those who are serving police.
+async fn process_page(
+    source_name: &str,
+    page: Page,
+    store: &Store,
+    detector: &Detector,
+    summary: &mut SourceSummary,
+    seen: &mut std::collections::HashSet<(String, String)>,
+) -> Result<PageCommit, StoreError> {
+    let retrieved_at = Utc::now();
+    summary.posts_read += page.posts.len() as u64;
+    let mut posts_by_author: HashMap<&str, Vec<&Post>> = HashMap::new();
+    for post in &page.posts {
+        posts_by_author.entry(post.author_id.as_str()).or_default().push(post);
+    }
+    let mut commit = PageCommit { source: source_name.to_string(), accounts: vec![], hits: vec![], cursor: page.cursor.clone() };
+    for account in &page.accounts {
+        let first_time = seen.insert((account.platform.clone(), account.platform_id.clone()));
+        let posts = posts_by_author.remove(account.platform_id.as_str()).unwrap_or_default();
+        let mut signals: PostSignals =
+            store.post_signals(&account.platform, &account.platform_id).await?.unwrap_or_default();
+        for post in &posts {
+            signals.merge(detector.identifier.post_signals(post));
+        }
+        let verdict = detector.identifier.identify(account, &signals);
+        if verdict.identity == Identity::Serving {
+            if first_time {
+                summary.identified += 1;
+            }
+            for post in posts {
+                let classification = detector.classifier.classify(post);
+                if classification.is_hit_content() {
+                    commit.hits.push(NewHit {
+                        source: source_name.to_string(),
+                        account: account.clone(),
+                        verdict: verdict.clone(),
+                        post: post.clone(),
+                        classification,
+                        retrieved_at,
+                    });
+                }
+            }
+        }
+        // Remember only accounts with something policing-related about them.
+        if verdict.identity != Identity::None || !signals.is_empty() {
+            commit.accounts.push(AccountUpdate { account: account.clone(), verdict, post_signals: signals });
+        }
+    }
+    for (author, posts) in posts_by_author {
+        warn!(source = source_name, author, posts = posts.len(), "posts whose author profile the source did not return");
+        summary.errors += posts.len() as u64;
+    }
+    Ok(commit)
+}
