@@ -289,6 +289,7 @@ impl Config {
         if v.errors.is_empty() {
             Ok(cfg.expect("a config without errors"))
         } else {
+            v.errors.sort_by_key(|e| e.line.unwrap_or(usize::MAX));
             Err(fail(v.errors))
         }
     }
