@@ -1,0 +1,89 @@
+//! Helpers shared by the integration tests: where the repository and `../shared` are, and how a
+//! test that needs a peer or `../shared` skips visibly (or fails under `REQUIRE_PEERS=1`).
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+/// The crate root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn required() -> bool {
+    std::env::var("REQUIRE_PEERS").map(|v| v == "1").unwrap_or(false)
+}
+
+/// `../shared/<rel>` if it exists; otherwise prints a visible skip line and returns `None`,
+/// or panics when `REQUIRE_PEERS=1` (CI), so a missing `../shared` can never pass silently.
+pub fn shared(rel: &str) -> Option<PathBuf> {
+    let p = repo().join("..").join("shared").join(rel);
+    if p.exists() {
+        return Some(p);
+    }
+    assert!(!required(), "REQUIRE_PEERS=1 but {} does not exist", p.display());
+    eprintln!("skipped: ../shared not found ({})", p.display());
+    println!("skipped: ../shared not found ({})", p.display());
+    None
+}
+
+/// The value of a peer's environment variable; skips visibly (or fails under REQUIRE_PEERS=1).
+pub fn peer(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => Some(v),
+        _ => {
+            assert!(!required(), "REQUIRE_PEERS=1 but {var} is not set: start the peer (see .ci/run)");
+            eprintln!("skipped: {var} not set (start the peer from ../shared/peers, see .ci/run)");
+            println!("skipped: {var} not set");
+            None
+        }
+    }
+}
+
+/// Write a config into `dir` that scans the bundled demo data into a database and outbox inside
+/// `dir`, with the repository's pattern files. `extra` is appended (e.g. more routes).
+pub fn demo_config(dir: &Path, extra: &str) -> PathBuf {
+    let repo = repo();
+    let text = format!(
+        r#"database = "{db}"
+patterns = "{patterns}"
+operator_contact = "ci@example.invalid"
+
+[[sources]]
+name = "demo"
+kind = "replay"
+dir = "{data}"
+page_size = 7
+
+[mail]
+from = "Exposure Monitor <monitor@example.invalid>"
+transport = "file"
+outbox = "{outbox}"
+
+[routing]
+default = ["psd-triage@example.invalid"]
+
+[routing.forces]
+"Kent Police" = ["psd-kent@example.invalid"]
+"West Yorkshire Police" = ["psd-wyp@example.invalid"]
+"Thames Valley Police" = ["psd-tvp@example.invalid"]
+{extra}
+"#,
+        db = dir.join("monitor.db").display(),
+        patterns = repo.join("patterns").display(),
+        data = repo.join("config/demo-data").display(),
+        outbox = dir.join("outbox").display(),
+    );
+    let path = dir.join("config.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Every `.eml` file in a directory, read as text, sorted by file name.
+pub fn emls(dir: &Path) -> Vec<String> {
+    let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
+        Ok(rd) => rd.map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "eml")).collect(),
+        Err(_) => vec![],
+    };
+    files.sort();
+    files.iter().map(|p| std::fs::read_to_string(p).unwrap()).collect()
+}
