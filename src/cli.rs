@@ -2,7 +2,7 @@
 //!
 //! Owns exit codes and everything printed for people. Exit codes: 0 success; 1 nothing could
 //! run (bad config, pattern files or database); 2 some sources failed but the others' results
-//! were stored, or some digest routes could not be sent.
+//! were stored, or some digest routes could not be sent; 3 another run holds the lock.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -21,6 +21,42 @@ use crate::store::{HitFilter, HitRecord, ReviewStatus, Store};
 pub const EXIT_PARTIAL: u8 = 2;
 /// Exit code: nothing could run.
 pub const EXIT_FAILURE: u8 = 1;
+/// Exit code: another run holds the lock (e.g. a slow scan when the next timer fires).
+pub const EXIT_LOCKED: u8 = 3;
+
+/// Held while a command that writes runs: two overlapping runs never run at once.
+struct RunLock {
+    _file: std::fs::File,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("another exposure-monitor run is in progress (lock {path} is held); this run exits without doing anything")]
+struct Locked {
+    path: String,
+}
+
+impl RunLock {
+    /// Take the lock beside the database, or fail at once with [`Locked`].
+    fn acquire(config: &Config) -> Result<RunLock> {
+        let mut path = config.database.clone().into_os_string();
+        path.push(".lock");
+        let path = PathBuf::from(path);
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("opening lock file {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => Ok(RunLock { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => Err(Locked { path: path.display().to_string() }.into()),
+            Err(std::fs::TryLockError::Error(e)) => Err(anyhow::Error::new(e).context(format!("locking {}", path.display()))),
+        }
+    }
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -207,6 +243,10 @@ pub fn main() -> ExitCode {
     };
     match runtime.block_on(dispatch(cli)) {
         Ok(code) => ExitCode::from(code),
+        Err(e) if e.is::<Locked>() => {
+            eprintln!("{e}");
+            ExitCode::from(EXIT_LOCKED)
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(EXIT_FAILURE)
@@ -255,15 +295,18 @@ async fn dispatch(cli: Cli) -> Result<u8> {
     match cli.command {
         Command::Scan => {
             let config = load_config(config_path)?;
+            let _lock = RunLock::acquire(&config)?;
             scan(&config).await
         }
         Command::Digest(args) => {
             let config = load_config(config_path)?;
+            let _lock = RunLock::acquire(&config)?;
             let store = open_store(&config).await?;
             digest(&config, &store, args.dry_run).await
         }
         Command::Run(args) => {
             let config = load_config(config_path)?;
+            let _lock = RunLock::acquire(&config)?;
             let scan_code = scan(&config).await?;
             let store = open_store(&config).await?;
             let digest_code = digest(&config, &store, args.dry_run).await?;

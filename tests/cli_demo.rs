@@ -165,3 +165,22 @@ fn dry_run_prints_the_digest_and_sends_nothing() {
     bin().arg("--config").arg(&config).arg("digest").assert().success();
     assert!(!common::emls(&dir.path().join("outbox")).is_empty());
 }
+
+#[test]
+fn an_overlapping_run_exits_3_and_does_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = common::demo_config(dir.path(), "");
+    // Hold the lock as a slow scan would.
+    let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(dir.path().join("monitor.db.lock")).unwrap();
+    lock.lock().unwrap();
+    bin()
+        .arg("--config")
+        .arg(&config)
+        .arg("run")
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains("another exposure-monitor run is in progress"));
+    assert!(!dir.path().join("monitor.db").exists(), "the locked-out run touched the database");
+    drop(lock);
+    bin().arg("--config").arg(&config).arg("scan").assert().success();
+}
