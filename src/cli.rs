@@ -330,7 +330,22 @@ async fn dispatch(cli: Cli) -> Result<u8> {
 async fn scan(config: &Config) -> Result<u8> {
     let detector = load_detector(&config.patterns, &config.forces)?;
     let store = open_store(config).await?;
-    let report = crate::scan::run(config, &store, &detector).await.context("scan stopped: database error")?;
+    // A progress line on interactive terminals only; cron and systemd get the log lines.
+    let bar = if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        indicatif::ProgressBar::new_spinner()
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {elapsed} {msg}").unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+    );
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    let on_page = |s: &crate::store::SourceSummary| {
+        bar.set_message(format!("{}: {} posts, {} accounts, {} identified, {} hits", s.source, s.posts_read, s.accounts_seen, s.identified, s.hits));
+    };
+    let result = crate::scan::run(config, &store, &detector, &on_page).await;
+    bar.finish_and_clear();
+    let report = result.context("scan stopped: database error")?;
     println!("{:<20} {:>8} {:>10} {:>8} {:>6} {:>6}  error", "source", "accounts", "identified", "posts", "hits", "errors");
     for s in &report.summaries {
         println!(

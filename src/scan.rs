@@ -31,14 +31,22 @@ impl ScanReport {
     }
 }
 
+/// Told of progress after every stored page (the CLI draws a progress bar with it).
+pub type ProgressFn<'a> = &'a (dyn Fn(&SourceSummary) + Sync);
+
 /// Scan every enabled source once. A source error is recorded in its summary; only a database
 /// error (which would put every source at risk) stops the whole scan.
-pub async fn run(config: &Config, store: &Store, detector: &Detector) -> Result<ScanReport, StoreError> {
+pub async fn run(
+    config: &Config,
+    store: &Store,
+    detector: &Detector,
+    progress: ProgressFn<'_>,
+) -> Result<ScanReport, StoreError> {
     let run_id = store.begin_run().await?;
     let mut report = ScanReport { run_id, summaries: vec![] };
     for entry in config.enabled_sources() {
         let mut source = sources::build(entry);
-        let summary = scan_source(entry, source.as_mut(), store, detector).await?;
+        let summary = scan_source(entry, source.as_mut(), store, detector, progress).await?;
         store.record_source(run_id, &summary).await?;
         report.summaries.push(summary);
     }
@@ -52,6 +60,7 @@ pub async fn scan_source(
     source: &mut dyn Source,
     store: &Store,
     detector: &Detector,
+    progress: ProgressFn<'_>,
 ) -> Result<SourceSummary, StoreError> {
     let name = entry.name.as_str();
     let mut summary = SourceSummary { source: name.to_string(), ..Default::default() };
@@ -78,6 +87,8 @@ pub async fn scan_source(
         if next_cursor.is_some() {
             cursor = next_cursor;
         }
+        summary.accounts_seen = seen_accounts.len() as u64;
+        progress(&summary);
         if done {
             break;
         }
