@@ -184,6 +184,33 @@ impl Store {
     pub async fn review_hit(&self, _id: i64, _status: ReviewStatus, _note: &str, _reviewer: &str) -> Result<()> {
         Ok(())
     }
+    /// Every hit not yet in a sent digest, ordered by force, account handle, post time.
+    pub async fn unsent_hits(&self) -> Result<Vec<HitRecord>> {
+        Ok(vec![])
+    }
+    /// Scan runs that finished since the last digest was sent (all runs when none was), newest
+    /// first: the digest's coverage section.
+    pub async fn runs_since_last_digest(&self) -> Result<Vec<RunReport>> {
+        Ok(vec![])
+    }
+    /// Before handing a message to the transport: record it as pending with the hits it carries
+    /// (so a crash between send and mark is visible, never silent). Returns the digest id.
+    pub async fn begin_digest(&self, _route: &str, _recipients: &[String], _message_id: &str, _hit_ids: &[i64]) -> Result<i64> {
+        Ok(0)
+    }
+    /// The transport accepted digest `id`: mark it sent and its hits as sent, in one transaction.
+    pub async fn digest_sent(&self, _id: i64) -> Result<()> {
+        Ok(())
+    }
+    /// The transport refused digest `id`: record the error; its hits stay unsent.
+    pub async fn digest_failed(&self, _id: i64, _error: &str) -> Result<()> {
+        Ok(())
+    }
+    /// Apply retention: delete hits older than `retention.days`, and the post text and evidence
+    /// of hits dismissed more than `retention.dismissed_days` ago. Returns rows affected.
+    pub async fn purge_expired(&self, _retention: &crate::config::Retention, _now: DateTime<Utc>) -> Result<u64> {
+        Ok(0)
+    }
     pub async fn status(&self) -> Result<StatusReport> {
         Ok(StatusReport { runs: vec![], sources: vec![], unsent_hits: 0, database_bytes: 0 })
     }
