@@ -95,8 +95,11 @@ pub enum Command {
     Scan,
     /// Email the digest of hits not yet sent (one message per PSD route).
     Digest(DigestArgs),
-    /// `scan` then `digest`: the one command a daily timer calls.
+    /// `scan`, then `digest`, then `purge`: the one command a daily timer calls.
     Run(DigestArgs),
+    /// Apply the retention settings: delete post text and evidence of dismissed hits after
+    /// `retention.dismissed_days`, and every hit after `retention.days`.
+    Purge,
     /// List, show and review stored hits.
     #[command(subcommand)]
     Hits(HitsCommand),
@@ -310,7 +313,16 @@ async fn dispatch(cli: Cli) -> Result<u8> {
             let scan_code = scan(&config).await?;
             let store = open_store(&config).await?;
             let digest_code = digest(&config, &store, args.dry_run).await?;
+            if !args.dry_run {
+                purge(&config, &store).await?;
+            }
             Ok(scan_code.max(digest_code))
+        }
+        Command::Purge => {
+            let config = load_config(config_path)?;
+            let _lock = RunLock::acquire(&config)?;
+            let store = open_store(&config).await?;
+            purge(&config, &store).await
         }
         Command::Hits(cmd) => {
             let config = load_config(config_path)?;
@@ -382,6 +394,15 @@ async fn digest(config: &Config, store: &Store, dry_run: bool) -> Result<u8> {
         eprintln!("digest: route {route} failed, its hits stay unsent: {err}");
     }
     Ok(if outcome.failures.is_empty() { 0 } else { EXIT_PARTIAL })
+}
+
+async fn purge(config: &Config, store: &Store) -> Result<u8> {
+    let n = store.purge_expired(&config.retention, Utc::now()).await?;
+    println!(
+        "purge: {n} row(s) removed or blanked (dismissed hits after {} days, all hits after {} days)",
+        config.retention.dismissed_days, config.retention.days
+    );
+    Ok(0)
 }
 
 async fn hits(config: &Config, store: &Store, cmd: HitsCommand) -> Result<u8> {
