@@ -27,10 +27,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{QueryBuilder, Row, Sqlite};
 use tracing::{info, warn};
 
@@ -57,10 +54,7 @@ pub enum StoreError {
     #[error("hit {hit} was already sent in digest {digest}")]
     AlreadySent { hit: i64, digest: i64 },
     #[error("cannot serialise {what}: {source}")]
-    Serialise {
-        what: String,
-        source: serde_json::Error,
-    },
+    Serialise { what: String, source: serde_json::Error },
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -268,24 +262,15 @@ pub fn ts(t: DateTime<Utc>) -> String {
 fn parse_ts(s: &str, what: impl FnOnce() -> String) -> Result<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(s)
         .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| StoreError::Corrupt {
-            what: what(),
-            detail: format!("`{s}` is not an RFC 3339 time: {e}"),
-        })
+        .map_err(|e| StoreError::Corrupt { what: what(), detail: format!("`{s}` is not an RFC 3339 time: {e}") })
 }
 
 fn parse_json<T: serde::de::DeserializeOwned>(s: &str, what: impl FnOnce() -> String) -> Result<T> {
-    serde_json::from_str(s).map_err(|e| StoreError::Corrupt {
-        what: what(),
-        detail: e.to_string(),
-    })
+    serde_json::from_str(s).map_err(|e| StoreError::Corrupt { what: what(), detail: e.to_string() })
 }
 
 fn to_json<T: Serialize>(value: &T, what: &str) -> Result<String> {
-    serde_json::to_string(value).map_err(|source| StoreError::Serialise {
-        what: what.to_string(),
-        source,
-    })
+    serde_json::to_string(value).map_err(|source| StoreError::Serialise { what: what.to_string(), source })
 }
 
 fn count(n: u64) -> i64 {
@@ -312,9 +297,7 @@ fn clip(s: &str) -> String {
 /// The severity a hit is filed under: the classifier's, else the most urgent finding's. A hit
 /// with neither (a classifier bug) is filed as medium rather than understated.
 fn hit_severity(c: &Classification) -> Severity {
-    c.severity
-        .or_else(|| c.findings.iter().map(|f| f.severity).max())
-        .unwrap_or(Severity::Medium)
+    c.severity.or_else(|| c.findings.iter().map(|f| f.severity).max()).unwrap_or(Severity::Medium)
 }
 
 /// How many scan runs `status` shows.
@@ -331,22 +314,12 @@ fn hit_from_row(row: &SqliteRow) -> Result<HitRecord> {
     let categories: Vec<String> = parse_json(&text_col("categories")?, || col("categories"))?;
     let categories = categories
         .iter()
-        .map(|c| {
-            Category::from_str(c).map_err(|e| StoreError::Corrupt {
-                what: col("categories"),
-                detail: e.to_string(),
-            })
-        })
+        .map(|c| Category::from_str(c).map_err(|e| StoreError::Corrupt { what: col("categories"), detail: e.to_string() }))
         .collect::<Result<Vec<_>>>()?;
-    let severity = Severity::from_str(&text_col("severity")?).map_err(|e| StoreError::Corrupt {
-        what: col("severity"),
-        detail: e.to_string(),
-    })?;
+    let severity = Severity::from_str(&text_col("severity")?)
+        .map_err(|e| StoreError::Corrupt { what: col("severity"), detail: e.to_string() })?;
     let status =
-        ReviewStatus::from_str(&text_col("status")?).map_err(|detail| StoreError::Corrupt {
-            what: col("status"),
-            detail,
-        })?;
+        ReviewStatus::from_str(&text_col("status")?).map_err(|detail| StoreError::Corrupt { what: col("status"), detail })?;
     Ok(HitRecord {
         id,
         source: text_col("source")?,
@@ -370,11 +343,7 @@ fn hit_from_row(row: &SqliteRow) -> Result<HitRecord> {
     })
 }
 
-fn opt_ts(
-    row: &SqliteRow,
-    name: &str,
-    what: impl Fn(&str) -> String,
-) -> Result<Option<DateTime<Utc>>> {
+fn opt_ts(row: &SqliteRow, name: &str, what: impl Fn(&str) -> String) -> Result<Option<DateTime<Utc>>> {
     match row.try_get::<Option<String>, _>(name)? {
         Some(s) => Ok(Some(parse_ts(&s, || what(name))?)),
         None => Ok(None),
@@ -432,19 +401,14 @@ pub struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store")
-            .field("path", &self.path)
-            .finish_non_exhaustive()
+        f.debug_struct("Store").field("path", &self.path).finish_non_exhaustive()
     }
 }
 
 impl Store {
     /// Open (creating it readable only by its owner) and migrate the database at `path`.
     pub async fn open(path: &Path) -> Result<Store> {
-        let open_err = |source: sqlx::Error| StoreError::Open {
-            path: path.display().to_string(),
-            source,
-        };
+        let open_err = |source: sqlx::Error| StoreError::Open { path: path.display().to_string(), source };
         create_private_file(path).map_err(|e| open_err(sqlx::Error::Io(e)))?;
         let options = SqliteConnectOptions::new()
             .filename(path)
@@ -454,16 +418,9 @@ impl Store {
             .busy_timeout(Duration::from_secs(30))
             // FULL: a digest marked sent stays marked even through a power cut.
             .synchronous(SqliteSynchronous::Full);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
-            .await
-            .map_err(open_err)?;
+        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await.map_err(open_err)?;
         sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(Store {
-            pool,
-            path: path.to_path_buf(),
-        })
+        Ok(Store { pool, path: path.to_path_buf() })
     }
 
     /// The database file.
@@ -478,30 +435,19 @@ impl Store {
 
     pub async fn cursor(&self, source: &str) -> Result<Option<String>> {
         let row: Option<(Option<String>,)> =
-            sqlx::query_as("SELECT cursor FROM source_state WHERE source = ?")
-                .bind(source)
-                .fetch_optional(&self.pool)
-                .await?;
+            sqlx::query_as("SELECT cursor FROM source_state WHERE source = ?").bind(source).fetch_optional(&self.pool).await?;
         Ok(row.and_then(|r| r.0))
     }
 
     /// Accumulated post signals for accounts of a source, by platform id.
-    pub async fn post_signals(
-        &self,
-        platform: &str,
-        platform_id: &str,
-    ) -> Result<Option<PostSignals>> {
-        let row: Option<(String,)> = sqlx::query_as(
-            "SELECT post_signals FROM accounts WHERE platform = ? AND platform_id = ?",
-        )
-        .bind(platform)
-        .bind(platform_id)
-        .fetch_optional(&self.pool)
-        .await?;
+    pub async fn post_signals(&self, platform: &str, platform_id: &str) -> Result<Option<PostSignals>> {
+        let row: Option<(String,)> = sqlx::query_as("SELECT post_signals FROM accounts WHERE platform = ? AND platform_id = ?")
+            .bind(platform)
+            .bind(platform_id)
+            .fetch_optional(&self.pool)
+            .await?;
         match row {
-            Some((json,)) => Ok(Some(parse_json(&json, || {
-                format!("account {platform}/{platform_id}, column post_signals")
-            })?)),
+            Some((json,)) => Ok(Some(parse_json(&json, || format!("account {platform}/{platform_id}, column post_signals"))?)),
             None => Ok(None),
         }
     }
@@ -543,12 +489,7 @@ impl Store {
             .hits
             .iter()
             .map(|h| {
-                let cats: Vec<&str> = h
-                    .classification
-                    .categories
-                    .iter()
-                    .map(|c| c.as_str())
-                    .collect();
+                let cats: Vec<&str> = h.classification.categories.iter().map(|c| c.as_str()).collect();
                 Ok(HitRow {
                     h,
                     text: h.post.full_text().into_owned(),
@@ -630,11 +571,10 @@ impl Store {
     }
 
     pub async fn begin_run(&self) -> Result<i64> {
-        let (id,): (i64,) =
-            sqlx::query_as("INSERT INTO scan_runs (started_at) VALUES (?) RETURNING id")
-                .bind(ts(Utc::now()))
-                .fetch_one(&self.pool)
-                .await?;
+        let (id,): (i64,) = sqlx::query_as("INSERT INTO scan_runs (started_at) VALUES (?) RETURNING id")
+            .bind(ts(Utc::now()))
+            .fetch_one(&self.pool)
+            .await?;
         Ok(id)
     }
 
@@ -643,10 +583,8 @@ impl Store {
         let now = ts(Utc::now());
         let error = summary.error.as_deref().map(clip);
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let exists: Option<(i64,)> = sqlx::query_as("SELECT id FROM scan_runs WHERE id = ?")
-            .bind(run)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let exists: Option<(i64,)> =
+            sqlx::query_as("SELECT id FROM scan_runs WHERE id = ?").bind(run).fetch_optional(&mut *tx).await?;
         if exists.is_none() {
             return Err(StoreError::RunNotFound(run));
         }
@@ -710,8 +648,7 @@ impl Store {
 
     /// Hits matching `filter`, newest post first.
     pub async fn list_hits(&self, filter: &HitFilter) -> Result<Vec<HitRecord>> {
-        let mut q: QueryBuilder<Sqlite> =
-            QueryBuilder::new(format!("SELECT {HIT_COLUMNS} FROM hits h WHERE 1 = 1"));
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(format!("SELECT {HIT_COLUMNS} FROM hits h WHERE 1 = 1"));
         if let Some(status) = filter.status {
             q.push(" AND h.status = ").push_bind(status.as_str());
         }
@@ -735,10 +672,8 @@ impl Store {
     }
 
     pub async fn get_hit(&self, id: i64) -> Result<HitRecord> {
-        let row = sqlx::query(&format!("SELECT {HIT_COLUMNS} FROM hits WHERE id = ?"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row =
+            sqlx::query(&format!("SELECT {HIT_COLUMNS} FROM hits WHERE id = ?")).bind(id).fetch_optional(&self.pool).await?;
         match row {
             Some(row) => hit_from_row(&row),
             None => Err(StoreError::HitNotFound(id)),
@@ -746,13 +681,7 @@ impl Store {
     }
 
     /// Record a review decision (append-only log) and set the hit's status.
-    pub async fn review_hit(
-        &self,
-        id: i64,
-        status: ReviewStatus,
-        note: &str,
-        reviewer: &str,
-    ) -> Result<()> {
+    pub async fn review_hit(&self, id: i64, status: ReviewStatus, note: &str, reviewer: &str) -> Result<()> {
         let now = ts(Utc::now());
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let done = sqlx::query("UPDATE hits SET status = ?, status_at = ? WHERE id = ?")
@@ -764,16 +693,14 @@ impl Store {
         if done.rows_affected() == 0 {
             return Err(StoreError::HitNotFound(id));
         }
-        sqlx::query(
-            "INSERT INTO review_log (hit_id, reviewer, status, note, at) VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(id)
-        .bind(reviewer)
-        .bind(status.as_str())
-        .bind(note)
-        .bind(&now)
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query("INSERT INTO review_log (hit_id, reviewer, status, note, at) VALUES (?, ?, ?, ?, ?)")
+            .bind(id)
+            .bind(reviewer)
+            .bind(status.as_str())
+            .bind(note)
+            .bind(&now)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -792,12 +719,8 @@ impl Store {
                     id: entry,
                     hit_id: row.try_get("hit_id")?,
                     reviewer: row.try_get("reviewer")?,
-                    status: ReviewStatus::from_str(&row.try_get::<String, _>("status")?).map_err(
-                        |detail| StoreError::Corrupt {
-                            what: what("status"),
-                            detail,
-                        },
-                    )?,
+                    status: ReviewStatus::from_str(&row.try_get::<String, _>("status")?)
+                        .map_err(|detail| StoreError::Corrupt { what: what("status"), detail })?,
                     note: row.try_get("note")?,
                     at: parse_ts(&row.try_get::<String, _>("at")?, || what("at"))?,
                 })
@@ -837,9 +760,7 @@ impl Store {
         for row in &rows {
             let id: i64 = row.try_get("id")?;
             let what = |c: &str| format!("scan run {id}, column {c}");
-            let started_at = parse_ts(&row.try_get::<String, _>("started_at")?, || {
-                what("started_at")
-            })?;
+            let started_at = parse_ts(&row.try_get::<String, _>("started_at")?, || what("started_at"))?;
             let finished_at = opt_ts(row, "finished_at", what)?;
             let summaries = sqlx::query(
                 "SELECT source, accounts_seen, identified, posts_read, hits, errors, error FROM run_sources \
@@ -861,12 +782,7 @@ impl Store {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-            runs.push(RunReport {
-                id,
-                started_at,
-                finished_at,
-                summaries,
-            });
+            runs.push(RunReport { id, started_at, finished_at, summaries });
         }
         Ok(runs)
     }
@@ -875,13 +791,7 @@ impl Store {
     /// (so a crash between send and mark is visible, never silent). Returns the digest id.
     /// Fails with [`StoreError::HitNotFound`] or [`StoreError::AlreadySent`] (nothing recorded)
     /// when a hit does not exist or was already delivered.
-    pub async fn begin_digest(
-        &self,
-        route: &str,
-        recipients: &[String],
-        message_id: &str,
-        hit_ids: &[i64],
-    ) -> Result<i64> {
+    pub async fn begin_digest(&self, route: &str, recipients: &[String], message_id: &str, hit_ids: &[i64]) -> Result<i64> {
         let recipients = to_json(&recipients, "recipients")?;
         let mut ids: Vec<i64> = Vec::with_capacity(hit_ids.len());
         for id in hit_ids {
@@ -901,18 +811,10 @@ impl Store {
         .await?;
         for id in &ids {
             let row: Option<(Option<i64>,)> =
-                sqlx::query_as("SELECT digest_id FROM hits WHERE id = ?")
-                    .bind(id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
+                sqlx::query_as("SELECT digest_id FROM hits WHERE id = ?").bind(id).fetch_optional(&mut *tx).await?;
             match row {
                 None => return Err(StoreError::HitNotFound(*id)),
-                Some((Some(sent_in),)) => {
-                    return Err(StoreError::AlreadySent {
-                        hit: *id,
-                        digest: sent_in,
-                    })
-                }
+                Some((Some(sent_in),)) => return Err(StoreError::AlreadySent { hit: *id, digest: sent_in }),
                 Some((None,)) => {}
             }
             sqlx::query("INSERT INTO digest_hits (digest_id, hit_id) VALUES (?, ?)")
@@ -929,10 +831,8 @@ impl Store {
     /// Marking an already sent digest again changes nothing.
     pub async fn digest_sent(&self, id: i64) -> Result<()> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let state: Option<(String,)> = sqlx::query_as("SELECT state FROM digests WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let state: Option<(String,)> =
+            sqlx::query_as("SELECT state FROM digests WHERE id = ?").bind(id).fetch_optional(&mut *tx).await?;
         match state {
             None => return Err(StoreError::DigestNotFound(id)),
             Some((s,)) if s == "sent" => return Ok(()),
@@ -951,18 +851,10 @@ impl Store {
         .await?
         .rows_affected();
         let (carried,): (i64,) =
-            sqlx::query_as("SELECT count(*) FROM digest_hits WHERE digest_id = ?")
-                .bind(id)
-                .fetch_one(&mut *tx)
-                .await?;
+            sqlx::query_as("SELECT count(*) FROM digest_hits WHERE digest_id = ?").bind(id).fetch_one(&mut *tx).await?;
         tx.commit().await?;
         if ucount(carried) != marked {
-            warn!(
-                digest = id,
-                carried,
-                marked,
-                "some hits of this digest had already been delivered by another digest"
-            );
+            warn!(digest = id, carried, marked, "some hits of this digest had already been delivered by another digest");
         }
         Ok(())
     }
@@ -977,17 +869,12 @@ impl Store {
             .execute(&self.pool)
             .await?;
         if done.rows_affected() == 0 {
-            let exists: Option<(i64,)> = sqlx::query_as("SELECT id FROM digests WHERE id = ?")
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await?;
+            let exists: Option<(i64,)> =
+                sqlx::query_as("SELECT id FROM digests WHERE id = ?").bind(id).fetch_optional(&self.pool).await?;
             if exists.is_none() {
                 return Err(StoreError::DigestNotFound(id));
             }
-            warn!(
-                digest = id,
-                error, "a failure was reported for a digest already marked sent; it stays sent"
-            );
+            warn!(digest = id, error, "a failure was reported for a digest already marked sent; it stays sent");
         }
         Ok(())
     }
@@ -995,32 +882,28 @@ impl Store {
     /// Digests recorded as pending and never marked sent or failed, oldest first: resend each
     /// with the same Message-ID, then mark it.
     pub async fn pending_digests(&self) -> Result<Vec<PendingDigest>> {
-        let rows = sqlx::query("SELECT id, route, recipients, message_id, created_at FROM digests WHERE state = 'pending' ORDER BY id")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            sqlx::query("SELECT id, route, recipients, message_id, created_at FROM digests WHERE state = 'pending' ORDER BY id")
+                .fetch_all(&self.pool)
+                .await?;
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
             let id: i64 = row.try_get("id")?;
             let what = |c: &str| format!("digest {id}, column {c}");
-            let hit_ids: Vec<i64> = sqlx::query_as::<_, (i64,)>(
-                "SELECT hit_id FROM digest_hits WHERE digest_id = ? ORDER BY rowid",
-            )
-            .bind(id)
-            .fetch_all(&self.pool)
-            .await?
-            .into_iter()
-            .map(|r| r.0)
-            .collect();
+            let hit_ids: Vec<i64> =
+                sqlx::query_as::<_, (i64,)>("SELECT hit_id FROM digest_hits WHERE digest_id = ? ORDER BY rowid")
+                    .bind(id)
+                    .fetch_all(&self.pool)
+                    .await?
+                    .into_iter()
+                    .map(|r| r.0)
+                    .collect();
             out.push(PendingDigest {
                 id,
                 route: row.try_get("route")?,
-                recipients: parse_json(&row.try_get::<String, _>("recipients")?, || {
-                    what("recipients")
-                })?,
+                recipients: parse_json(&row.try_get::<String, _>("recipients")?, || what("recipients"))?,
                 message_id: row.try_get("message_id")?,
-                created_at: parse_ts(&row.try_get::<String, _>("created_at")?, || {
-                    what("created_at")
-                })?,
+                created_at: parse_ts(&row.try_get::<String, _>("created_at")?, || what("created_at"))?,
                 hit_ids,
             });
         }
@@ -1029,32 +912,20 @@ impl Store {
 
     /// Apply retention: delete hits older than `retention.days`, and the post text and evidence
     /// of hits dismissed more than `retention.dismissed_days` ago. Returns rows affected.
-    pub async fn purge_expired(
-        &self,
-        retention: &crate::config::Retention,
-        now: DateTime<Utc>,
-    ) -> Result<u64> {
+    pub async fn purge_expired(&self, retention: &crate::config::Retention, now: DateTime<Utc>) -> Result<u64> {
         Ok(self.purge(retention, now).await?.total())
     }
 
     /// [`Store::purge_expired`] with the counts of each kind. Ages count from when a hit was
     /// retrieved (held data) and from when it was dismissed; the pass is one transaction and
     /// writes an audit entry.
-    pub async fn purge(
-        &self,
-        retention: &crate::config::Retention,
-        now: DateTime<Utc>,
-    ) -> Result<PurgeReport> {
+    pub async fn purge(&self, retention: &crate::config::Retention, now: DateTime<Utc>) -> Result<PurgeReport> {
         let all_cutoff = ts(now - chrono::Duration::days(i64::from(retention.days)));
-        let dismissed_cutoff =
-            ts(now - chrono::Duration::days(i64::from(retention.dismissed_days)));
+        let dismissed_cutoff = ts(now - chrono::Duration::days(i64::from(retention.dismissed_days)));
         let mut report = PurgeReport::default();
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        report.hits_deleted = sqlx::query("DELETE FROM hits WHERE retrieved_at < ?")
-            .bind(&all_cutoff)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+        report.hits_deleted =
+            sqlx::query("DELETE FROM hits WHERE retrieved_at < ?").bind(&all_cutoff).execute(&mut *tx).await?.rows_affected();
         let rows = sqlx::query(
             "SELECT id, classification, identity FROM hits \
              WHERE status = 'dismissed' AND status_at < ? AND evidence_purged_at IS NULL",
@@ -1115,19 +986,16 @@ impl Store {
 
     /// The newest `limit` audit entries, newest first.
     pub async fn audit_log(&self, limit: u32) -> Result<Vec<AuditEntry>> {
-        let rows =
-            sqlx::query("SELECT id, at, actor, action, detail FROM audit ORDER BY id DESC LIMIT ?")
-                .bind(i64::from(limit))
-                .fetch_all(&self.pool)
-                .await?;
+        let rows = sqlx::query("SELECT id, at, actor, action, detail FROM audit ORDER BY id DESC LIMIT ?")
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter()
             .map(|row| {
                 let id: i64 = row.try_get("id")?;
                 Ok(AuditEntry {
                     id,
-                    at: parse_ts(&row.try_get::<String, _>("at")?, || {
-                        format!("audit {id}, column at")
-                    })?,
+                    at: parse_ts(&row.try_get::<String, _>("at")?, || format!("audit {id}, column at"))?,
                     actor: row.try_get("actor")?,
                     action: row.try_get("action")?,
                     detail: row.try_get("detail")?,
@@ -1140,9 +1008,10 @@ impl Store {
         let runs = self
             .load_runs(&format!("SELECT id, started_at, finished_at FROM scan_runs ORDER BY id DESC LIMIT {STATUS_RUNS}"))
             .await?;
-        let rows = sqlx::query("SELECT source, cursor, last_success, last_error, last_error_at FROM source_state ORDER BY source")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            sqlx::query("SELECT source, cursor, last_success, last_error, last_error_at FROM source_state ORDER BY source")
+                .fetch_all(&self.pool)
+                .await?;
         let sources = rows
             .iter()
             .map(|row| {
@@ -1157,16 +1026,9 @@ impl Store {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let (unsent,): (i64,) = sqlx::query_as("SELECT count(*) FROM hits WHERE digest_id IS NULL")
-            .fetch_one(&self.pool)
-            .await?;
+        let (unsent,): (i64,) = sqlx::query_as("SELECT count(*) FROM hits WHERE digest_id IS NULL").fetch_one(&self.pool).await?;
         let database_bytes = file_len(&self.path) + file_len(&with_suffix(&self.path, "-wal"));
-        Ok(StatusReport {
-            runs,
-            sources,
-            unsent_hits: ucount(unsent),
-            database_bytes,
-        })
+        Ok(StatusReport { runs, sources, unsent_hits: ucount(unsent), database_bytes })
     }
 }
 
