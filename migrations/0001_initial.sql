@@ -1,5 +1,9 @@
 -- exposure-monitor schema, version 1.
 --
+-- Embedded in the binary by `sqlx::migrate!` and applied by `Store::open`. Never edit a
+-- migration that has shipped (sqlx checks its checksum and refuses to open the database):
+-- change the schema with a new file, `0002_what_it_does.sql`.
+--
 -- Every time is RFC 3339 UTC TEXT with nanoseconds and a `Z` suffix
 -- (e.g. 2026-01-02T03:04:05.000000000Z): fixed width, so text order is time order.
 -- JSON columns hold the serde forms of the Rust types named beside them.

@@ -56,7 +56,7 @@ fn classification(cats: &[Category]) -> Classification {
                 rule_id: format!("{c}.rule"),
                 category: *c,
                 severity: Severity::High,
-                spans: vec![0..5],
+                spans: std::iter::once(0..5).collect(),
                 matched: "words".into(),
             })
             .collect(),
@@ -159,6 +159,13 @@ async fn fresh_file_is_migrated_private_and_in_wal_mode() {
     assert_eq!(fk, 1);
     // Opening again applies nothing twice and keeps the data.
     db.store.commit_page(page(vec![hit(HitSpec::default())], Some("c1"))).await.unwrap();
+    #[cfg(unix)]
+    for suffix in ["-wal", "-shm"] {
+        // SQLite gives its side files the database file's mode: they hold post text too.
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(with_suffix(&db.path, suffix)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{suffix} file mode {mode:o}");
+    }
     db.store.close().await;
     let again = Store::open(&db.path).await.unwrap();
     assert_eq!(again.cursor("demo").await.unwrap().as_deref(), Some("c1"));
@@ -677,4 +684,38 @@ fn stored_times_sort_as_text_in_time_order() {
     assert!(ts(a) < ts(b) && ts(b) < ts(c));
     assert_eq!(ts(a).len(), ts(b).len());
     assert_eq!(parse_ts(&ts(c), String::new).unwrap(), c);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_writing_at_once_wait_for_each_other() {
+    // A reviewer's `hits review` while the timer's scan commits pages: separate pools on one file.
+    let db = db().await;
+    db.store.commit_page(page(vec![hit(HitSpec::default())], None)).await.unwrap();
+    let id = db.store.unsent_hits().await.unwrap()[0].id;
+    let other = Store::open(&db.path).await.unwrap();
+    let scanner = {
+        let store = db.store.clone();
+        tokio::spawn(async move {
+            let mut new = 0;
+            for i in 0..40 {
+                let post = format!("s{i}");
+                new +=
+                    store.commit_page(page(vec![hit(HitSpec { post: &post, ..HitSpec::default() })], Some(&post))).await.unwrap();
+            }
+            new
+        })
+    };
+    let reviewer = tokio::spawn(async move {
+        for i in 0..40 {
+            let status = if i % 2 == 0 { ReviewStatus::Confirmed } else { ReviewStatus::Escalated };
+            other.review_hit(id, status, &format!("pass {i}"), "alice").await.unwrap();
+            other.audit("alice", "hits review", &format!("hit {id}")).await.unwrap();
+        }
+        other
+    });
+    assert_eq!(scanner.await.unwrap(), 40);
+    let other = reviewer.await.unwrap();
+    assert_eq!(other.review_log(id).await.unwrap().len(), 40);
+    assert_eq!(hit_count(&db.store).await, 41);
+    assert_eq!(db.store.cursor("demo").await.unwrap().as_deref(), Some("s39"));
 }
