@@ -206,6 +206,14 @@ pub struct PendingDigest {
     pub hit_ids: Vec<i64>,
 }
 
+/// How many hits of one category were found on one day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct DailyCount {
+    pub day: chrono::NaiveDate,
+    pub category: Category,
+    pub hits: u64,
+}
+
 /// What a retention pass did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct PurgeReport {
@@ -678,6 +686,44 @@ impl Store {
             Some(row) => hit_from_row(&row),
             None => Err(StoreError::HitNotFound(id)),
         }
+    }
+
+    /// The hits with these ids, in the order given (a pending digest's hits, to resend it).
+    /// An id that no longer exists (retention deleted it) is [`StoreError::HitNotFound`].
+    pub async fn get_hits(&self, ids: &[i64]) -> Result<Vec<HitRecord>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            out.push(self.get_hit(*id).await?);
+        }
+        Ok(out)
+    }
+
+    /// Hits found per day (UTC date of retrieval) and category since `since`, oldest day first,
+    /// categories in taxonomy order: the digest's chart. A hit counts once in each of its
+    /// categories; days and categories with no hit are absent.
+    pub async fn daily_category_counts(&self, since: DateTime<Utc>) -> Result<Vec<DailyCount>> {
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT substr(h.retrieved_at, 1, 10) AS day, c.value AS category, count(*) FROM hits h, json_each(h.categories) c \
+             WHERE h.retrieved_at >= ? GROUP BY day, category",
+        )
+        .bind(ts(since))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = rows
+            .into_iter()
+            .map(|(day, category, hits)| {
+                let what = || format!("hits retrieved on {day}, column categories");
+                Ok(DailyCount {
+                    day: chrono::NaiveDate::parse_from_str(&day, "%Y-%m-%d")
+                        .map_err(|e| StoreError::Corrupt { what: what(), detail: format!("`{day}`: {e}") })?,
+                    category: Category::from_str(&category)
+                        .map_err(|e| StoreError::Corrupt { what: what(), detail: e.to_string() })?,
+                    hits: ucount(hits),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        out.sort_by_key(|c| (c.day, c.category));
+        Ok(out)
     }
 
     /// Record a review decision (append-only log) and set the hit's status.

@@ -719,3 +719,33 @@ async fn two_processes_writing_at_once_wait_for_each_other() {
     assert_eq!(hit_count(&db.store).await, 41);
     assert_eq!(db.store.cursor("demo").await.unwrap().as_deref(), Some("s39"));
 }
+
+#[tokio::test]
+async fn get_hits_and_daily_category_counts() {
+    let db = db().await;
+    let day1 = t("2026-03-01T23:59:59Z");
+    let day2 = t("2026-03-02T00:00:00Z");
+    let hits = vec![
+        hit(HitSpec { post: "p1", retrieved: day1, cats: &[Category::Political, Category::Operational], ..HitSpec::default() }),
+        hit(HitSpec { post: "p2", retrieved: day2, cats: &[Category::Operational], ..HitSpec::default() }),
+        hit(HitSpec { post: "p3", retrieved: day2, cats: &[Category::Operational], ..HitSpec::default() }),
+        hit(HitSpec { post: "p0", retrieved: t("2026-02-01T12:00:00Z"), ..HitSpec::default() }),
+    ];
+    db.store.commit_page(page(hits, None)).await.unwrap();
+    let counts = db.store.daily_category_counts(t("2026-02-15T00:00:00Z")).await.unwrap();
+    let d = |s: &str| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+    assert_eq!(
+        counts,
+        vec![
+            DailyCount { day: d("2026-03-01"), category: Category::Operational, hits: 1 },
+            DailyCount { day: d("2026-03-01"), category: Category::Political, hits: 1 },
+            DailyCount { day: d("2026-03-02"), category: Category::Operational, hits: 2 },
+        ]
+    );
+
+    let all = db.store.list_hits(&HitFilter::default()).await.unwrap();
+    let ids: Vec<i64> = all.iter().rev().map(|h| h.id).collect();
+    let got: Vec<i64> = db.store.get_hits(&ids).await.unwrap().iter().map(|h| h.id).collect();
+    assert_eq!(got, ids);
+    assert!(matches!(db.store.get_hits(&[ids[0], 4242]).await, Err(StoreError::HitNotFound(4242))));
+}
