@@ -957,7 +957,8 @@ impl Store {
     }
 
     /// Apply retention: delete hits older than `retention.days`, and the post text and evidence
-    /// of hits dismissed more than `retention.dismissed_days` ago. Returns rows affected.
+    /// of hits dismissed more than `retention.dismissed_days` ago. Returns rows affected: hits
+    /// deleted + hits blanked + accounts deleted (see [`Store::purge`] for each count).
     pub async fn purge_expired(&self, retention: &crate::config::Retention, now: DateTime<Utc>) -> Result<u64> {
         Ok(self.purge(retention, now).await?.total())
     }
