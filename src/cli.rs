@@ -349,11 +349,15 @@ async fn scan(config: &Config) -> Result<u8> {
         indicatif::ProgressBar::hidden()
     };
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} {elapsed} {msg}").unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        indicatif::ProgressStyle::with_template("{spinner} {elapsed} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
     );
     bar.enable_steady_tick(std::time::Duration::from_millis(200));
     let on_page = |s: &crate::store::SourceSummary| {
-        bar.set_message(format!("{}: {} posts, {} accounts, {} identified, {} hits", s.source, s.posts_read, s.accounts_seen, s.identified, s.hits));
+        bar.set_message(format!(
+            "{}: {} posts, {} accounts, {} identified, {} hits",
+            s.source, s.posts_read, s.accounts_seen, s.identified, s.hits
+        ));
     };
     let result = crate::scan::run(config, &store, &detector, &on_page).await;
     bar.finish_and_clear();
@@ -418,13 +422,8 @@ async fn hits(config: &Config, store: &Store, cmd: HitsCommand) -> Result<u8> {
                 ),
                 None => None,
             };
-            let filter = HitFilter {
-                status: args.status,
-                force,
-                category: args.category,
-                since: args.since,
-                limit: Some(args.limit),
-            };
+            let filter =
+                HitFilter { status: args.status, force, category: args.category, since: args.since, limit: Some(args.limit) };
             let hits = store.list_hits(&filter).await?;
             match args.format {
                 OutputFormat::Json => {
@@ -472,7 +471,10 @@ fn one_line(s: &str, max: usize) -> String {
 }
 
 fn print_hit_table(hits: &[HitRecord]) {
-    println!("{:>6}  {:<10} {:<8} {:<16} {:<28} {:<24} {:<30} excerpt", "id", "status", "severity", "posted", "force", "account", "categories");
+    println!(
+        "{:>6}  {:<10} {:<8} {:<16} {:<28} {:<24} {:<30} excerpt",
+        "id", "status", "severity", "posted", "force", "account", "categories"
+    );
     for h in hits {
         let cats: Vec<&str> = h.categories.iter().map(|c| c.as_str()).collect();
         println!(
@@ -499,7 +501,14 @@ pub fn describe_hit(h: &HitRecord) -> String {
     let _ = writeln!(s, "hit {}  [{}]  severity {}", h.id, status_name(h.status), h.severity);
     let cats: Vec<&str> = h.categories.iter().map(|c| c.as_str()).collect();
     let _ = writeln!(s, "categories: {}", cats.join(", "));
-    let _ = writeln!(s, "account:    {} ({}) on {} [{}]", one_line(&h.account_handle, 200), one_line(&h.account_display_name, 200), h.platform, h.account_platform_id);
+    let _ = writeln!(
+        s,
+        "account:    {} ({}) on {} [{}]",
+        one_line(&h.account_handle, 200),
+        one_line(&h.account_display_name, 200),
+        h.platform,
+        h.account_platform_id
+    );
     if let Some(url) = &h.profile_url {
         let _ = writeln!(s, "profile:    {}", one_line(url, 500));
     }
@@ -514,7 +523,13 @@ pub fn describe_hit(h: &HitRecord) -> String {
     for e in &h.identity.evidence {
         let _ = writeln!(s, "  identity evidence: {:?} {} \"{}\"", e.source, e.signal, one_line(&e.text, 200));
     }
-    let _ = writeln!(s, "post:       {} created {} retrieved {}", h.post_platform_id, h.post_created_at.to_rfc3339(), h.retrieved_at.to_rfc3339());
+    let _ = writeln!(
+        s,
+        "post:       {} created {} retrieved {}",
+        h.post_platform_id,
+        h.post_created_at.to_rfc3339(),
+        h.retrieved_at.to_rfc3339()
+    );
     if let Some(url) = &h.post_url {
         let _ = writeln!(s, "url:        {}", one_line(url, 500));
     }

@@ -125,8 +125,7 @@ async fn process_page(
     for account in &page.accounts {
         let first_time = seen.insert((account.platform.clone(), account.platform_id.clone()));
         let posts = posts_by_author.remove(account.platform_id.as_str()).unwrap_or_default();
-        let mut signals: PostSignals =
-            store.post_signals(&account.platform, &account.platform_id).await?.unwrap_or_default();
+        let mut signals: PostSignals = store.post_signals(&account.platform, &account.platform_id).await?.unwrap_or_default();
         for post in &posts {
             signals.merge(detector.identifier.post_signals(post));
         }

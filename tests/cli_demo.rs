@@ -21,10 +21,7 @@ struct Mail {
 
 fn parse(raw: &str) -> Mail {
     let msg = MessageParser::default().parse(raw.as_bytes()).expect("parseable .eml");
-    let to = msg
-        .to()
-        .map(|a| a.iter().filter_map(|x| x.address()).collect::<Vec<_>>().join(","))
-        .unwrap_or_default();
+    let to = msg.to().map(|a| a.iter().filter_map(|x| x.address()).collect::<Vec<_>>().join(",")).unwrap_or_default();
     let header_end = raw.find("\r\n\r\n").or_else(|| raw.find("\n\n")).unwrap_or(raw.len());
     Mail {
         to,
@@ -111,7 +108,13 @@ fn review_takes_a_hit_out_of_the_queue() {
         .success()
         .stdout(predicate::str::contains("dismissed"))
         .stdout(predicate::str::contains("findings:"));
-    bin().arg("--config").arg(&config).args(["hits", "show", "999999"]).assert().code(1).stderr(predicate::str::contains("999999"));
+    bin()
+        .arg("--config")
+        .arg(&config)
+        .args(["hits", "show", "999999"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("999999"));
 }
 
 fn hit_count_with(config: &std::path::Path, filter: &[&str]) -> usize {
@@ -124,7 +127,8 @@ fn hit_count_with(config: &std::path::Path, filter: &[&str]) -> usize {
 fn a_bad_config_exits_1_naming_the_key_and_line() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.toml");
-    std::fs::write(&path, "databse = \"x.db\"\n[mail]\nfrom = \"a@b.example\"\n[routing]\ndefault = [\"c@d.example\"]\n").unwrap();
+    std::fs::write(&path, "databse = \"x.db\"\n[mail]\nfrom = \"a@b.example\"\n[routing]\ndefault = [\"c@d.example\"]\n")
+        .unwrap();
     bin()
         .arg("--config")
         .arg(&path)
@@ -138,7 +142,8 @@ fn a_bad_config_exits_1_naming_the_key_and_line() {
 #[test]
 fn a_broken_source_is_reported_and_the_others_still_store() {
     let dir = tempfile::tempdir().unwrap();
-    let extra = format!("\n[[sources]]\nname = \"broken\"\nkind = \"replay\"\ndir = \"{}\"\n", dir.path().join("missing").display());
+    let extra =
+        format!("\n[[sources]]\nname = \"broken\"\nkind = \"replay\"\ndir = \"{}\"\n", dir.path().join("missing").display());
     // Sources must come before [mail]; write a config with the broken source appended to the list.
     let config = common::demo_config(dir.path(), "");
     let text = std::fs::read_to_string(&config).unwrap().replace("[mail]", &format!("{extra}\n[mail]"));
@@ -160,7 +165,13 @@ fn dry_run_prints_the_digest_and_sends_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let config = common::demo_config(dir.path(), "");
     bin().arg("--config").arg(&config).arg("scan").assert().success();
-    bin().arg("--config").arg(&config).args(["digest", "--dry-run"]).assert().success().stdout(predicate::str::contains("Elmtree Close"));
+    bin()
+        .arg("--config")
+        .arg(&config)
+        .args(["digest", "--dry-run"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("Elmtree Close"));
     assert!(common::emls(&dir.path().join("outbox")).is_empty(), "dry run wrote mail");
     bin().arg("--config").arg(&config).arg("digest").assert().success();
     assert!(!common::emls(&dir.path().join("outbox")).is_empty());
@@ -171,7 +182,8 @@ fn an_overlapping_run_exits_3_and_does_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let config = common::demo_config(dir.path(), "");
     // Hold the lock as a slow scan would.
-    let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(dir.path().join("monitor.db.lock")).unwrap();
+    let lock =
+        std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(dir.path().join("monitor.db.lock")).unwrap();
     lock.lock().unwrap();
     bin()
         .arg("--config")

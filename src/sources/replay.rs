@@ -88,10 +88,8 @@ impl CorpusPost {
 pub fn read_accounts(path: &Path) -> Result<HashMap<String, Account>, SourceError> {
     let mut out = HashMap::new();
     for_each_line(path, |lineno, line| {
-        let acc: CorpusAccount = serde_json::from_str(line).map_err(|e| SourceError::Malformed {
-            location: format!("{}:{lineno}", path.display()),
-            message: e.to_string(),
-        })?;
+        let acc: CorpusAccount = serde_json::from_str(line)
+            .map_err(|e| SourceError::Malformed { location: format!("{}:{lineno}", path.display()), message: e.to_string() })?;
         out.insert(acc.id.clone(), acc.into_account());
         Ok(true)
     })?;
@@ -99,10 +97,7 @@ pub fn read_accounts(path: &Path) -> Result<HashMap<String, Account>, SourceErro
 }
 
 /// Call `f(line_number, line)` for each non-blank line until it returns `Ok(false)`.
-pub fn for_each_line(
-    path: &Path,
-    mut f: impl FnMut(usize, &str) -> Result<bool, SourceError>,
-) -> Result<(), SourceError> {
+pub fn for_each_line(path: &Path, mut f: impl FnMut(usize, &str) -> Result<bool, SourceError>) -> Result<(), SourceError> {
     let io_err = |e| SourceError::Io { path: path.display().to_string(), source: e };
     let file = std::fs::File::open(path).map_err(io_err)?;
     for (i, line) in BufReader::new(file).lines().enumerate() {
@@ -247,8 +242,7 @@ mod tests {
         write_corpus(dir.path(), &[("p1", "a1"), ("p2", "a1"), ("p3", "a1"), ("p4", "a2"), ("p5", "a2")]);
         let mut src = ReplaySource::new("r".into(), ReplayConfig { dir: dir.path().into(), page_size: 2 });
         let pages = all_pages(&mut src).await;
-        let ids: Vec<Vec<&str>> =
-            pages.iter().map(|p| p.posts.iter().map(|p| p.platform_id.as_str()).collect()).collect();
+        let ids: Vec<Vec<&str>> = pages.iter().map(|p| p.posts.iter().map(|p| p.platform_id.as_str()).collect()).collect();
         assert_eq!(ids, vec![vec!["p1", "p2", "p3"], vec!["p4", "p5"]]);
         assert_eq!(pages[0].accounts.len(), 1);
         assert_eq!(pages[1].cursor.as_deref(), Some("p5"));
