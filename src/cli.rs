@@ -44,12 +44,11 @@ impl RunLock {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .with_context(|| format!("opening lock file {}", path.display()))?;
+        let mut options = std::fs::OpenOptions::new();
+        options.create(true).truncate(false).write(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let file = options.open(&path).with_context(|| format!("opening lock file {}", path.display()))?;
         match file.try_lock() {
             Ok(()) => Ok(RunLock { _file: file }),
             Err(std::fs::TryLockError::WouldBlock) => Err(Locked { path: path.display().to_string() }.into()),
@@ -110,6 +109,12 @@ pub enum Command {
     Eval(EvalArgs),
     /// Last scan runs, each source's cursor and last error, hits not yet sent, database size.
     Status,
+    /// The audit trail: who listed, read, reviewed or purged hits, and when (newest first).
+    Audit {
+        /// At most this many entries.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -336,6 +341,14 @@ async fn dispatch(cli: Cli) -> Result<u8> {
             let store = open_store(&config).await?;
             status(&store).await
         }
+        Command::Audit { limit } => {
+            let config = load_config(config_path)?;
+            let store = open_store(&config).await?;
+            for e in store.audit_log(limit).await? {
+                println!("{}  {:<16} {:<14} {}", e.at.to_rfc3339(), one_line(&e.actor, 16), e.action, one_line(&e.detail, 200));
+            }
+            Ok(0)
+        }
     }
 }
 
@@ -401,12 +414,17 @@ async fn digest(config: &Config, store: &Store, dry_run: bool) -> Result<u8> {
 }
 
 async fn purge(config: &Config, store: &Store) -> Result<u8> {
-    let n = store.purge_expired(&config.retention, Utc::now()).await?;
+    let r = store.purge(&config.retention, Utc::now()).await?;
     println!(
-        "purge: {n} row(s) removed or blanked (dismissed hits after {} days, all hits after {} days)",
-        config.retention.dismissed_days, config.retention.days
+        "purge: {} hit(s) deleted (older than {} days), {} dismissed hit(s) blanked (after {} days), {} account(s) forgotten",
+        r.hits_deleted, config.retention.days, r.hits_blanked, config.retention.dismissed_days, r.accounts_deleted
     );
     Ok(0)
+}
+
+/// Who is running this command, for the audit trail: the login name, else "unknown".
+fn actor() -> String {
+    std::env::var("USER").ok().filter(|u| !u.trim().is_empty()).unwrap_or_else(|| "unknown".into())
 }
 
 async fn hits(config: &Config, store: &Store, cmd: HitsCommand) -> Result<u8> {
@@ -425,6 +443,15 @@ async fn hits(config: &Config, store: &Store, cmd: HitsCommand) -> Result<u8> {
             let filter =
                 HitFilter { status: args.status, force, category: args.category, since: args.since, limit: Some(args.limit) };
             let hits = store.list_hits(&filter).await?;
+            let detail = format!(
+                "status={} force={} category={} since={} -> {} hit(s)",
+                filter.status.map(status_name).unwrap_or("any"),
+                filter.force.as_deref().unwrap_or("any"),
+                filter.category.map(|c| c.as_str()).unwrap_or("any"),
+                filter.since.map(|t| t.to_rfc3339()).unwrap_or_else(|| "any".into()),
+                hits.len()
+            );
+            store.audit(&actor(), "hits list", &detail).await?;
             match args.format {
                 OutputFormat::Json => {
                     for h in &hits {
@@ -437,12 +464,27 @@ async fn hits(config: &Config, store: &Store, cmd: HitsCommand) -> Result<u8> {
         }
         HitsCommand::Show { id } => {
             let hit = store.get_hit(id).await?;
+            store.audit(&actor(), "hits show", &format!("hit {id}")).await?;
             print!("{}", describe_hit(&hit));
+            let log = store.review_log(id).await?;
+            if !log.is_empty() {
+                println!("review log:");
+                for r in &log {
+                    println!(
+                        "  {} {} {}: {}",
+                        r.at.to_rfc3339(),
+                        one_line(&r.reviewer, 60),
+                        status_name(r.status),
+                        one_line(&r.note, 400)
+                    );
+                }
+            }
             Ok(0)
         }
         HitsCommand::Review { id, status, note, reviewer } => {
             let reviewer = reviewer.filter(|r| !r.trim().is_empty()).unwrap_or_else(|| "unknown".into());
             store.review_hit(id, status.into(), &note, &reviewer).await?;
+            store.audit(&reviewer, "hits review", &format!("hit {id} -> {}", status_name(status.into()))).await?;
             println!("hit {id}: {} by {reviewer}", status_name(status.into()));
             Ok(0)
         }
