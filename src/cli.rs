@@ -4,6 +4,7 @@
 //! run (bad config, pattern files or database); 2 some sources failed but the others' results
 //! were stored, or some digest routes could not be sent; 3 another run holds the lock.
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -133,6 +134,9 @@ pub enum HitsCommand {
         /// Hit id (from `hits list`).
         id: i64,
     },
+    /// Export hits for a case file: each with its post URL, retrieval time and a SHA-256 of the
+    /// stored evidence.
+    Export(ExportArgs),
     /// Record a review decision for a hit.
     Review {
         /// Hit id (from `hits list`).
@@ -168,6 +172,33 @@ impl From<Decision> for ReviewStatus {
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub format: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Output format.
+    #[arg(long, value_enum)]
+    pub format: ExportFormat,
+    /// Write to this file instead of standard output.
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ExportFormat {
+    Csv,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct FilterArgs {
     #[arg(long, value_enum)]
     pub status: Option<ReviewStatus>,
     /// Force name or alias (e.g. "GMP").
@@ -182,9 +213,6 @@ pub struct ListArgs {
     /// At most this many hits.
     #[arg(long, default_value_t = 200)]
     pub limit: u32,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
-    pub format: OutputFormat,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -430,18 +458,7 @@ fn actor() -> String {
 async fn hits(config: &Config, store: &Store, cmd: HitsCommand) -> Result<u8> {
     match cmd {
         HitsCommand::List(args) => {
-            let force = match args.force {
-                Some(f) => Some(
-                    config
-                        .forces
-                        .canonical(&f)
-                        .map(str::to_string)
-                        .with_context(|| format!("`{f}` is not a known force name or alias"))?,
-                ),
-                None => None,
-            };
-            let filter =
-                HitFilter { status: args.status, force, category: args.category, since: args.since, limit: Some(args.limit) };
+            let filter = hit_filter(config, args.filter)?;
             let hits = store.list_hits(&filter).await?;
             let detail = format!(
                 "status={} force={} category={} since={} -> {} hit(s)",
@@ -460,6 +477,21 @@ async fn hits(config: &Config, store: &Store, cmd: HitsCommand) -> Result<u8> {
                 }
                 OutputFormat::Table => print_hit_table(&hits),
             }
+            Ok(0)
+        }
+        HitsCommand::Export(args) => {
+            let filter = hit_filter(config, args.filter)?;
+            let hits = store.list_hits(&filter).await?;
+            let mut out: Box<dyn std::io::Write> = match &args.output {
+                Some(path) => Box::new(std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?),
+                None => Box::new(std::io::stdout().lock()),
+            };
+            match args.format {
+                ExportFormat::Json => export_json(&hits, &mut out)?,
+                ExportFormat::Csv => export_csv(&hits, &mut out)?,
+            }
+            out.flush()?;
+            store.audit(&actor(), "hits export", &format!("{} hit(s) as {:?}", hits.len(), args.format)).await?;
             Ok(0)
         }
         HitsCommand::Show { id } => {
@@ -488,6 +520,96 @@ async fn hits(config: &Config, store: &Store, cmd: HitsCommand) -> Result<u8> {
             println!("hit {id}: {} by {reviewer}", status_name(status.into()));
             Ok(0)
         }
+    }
+}
+
+fn hit_filter(config: &Config, args: FilterArgs) -> Result<HitFilter> {
+    let force = match args.force {
+        Some(f) => Some(
+            config
+                .forces
+                .canonical(&f)
+                .map(str::to_string)
+                .with_context(|| format!("`{f}` is not a known force name or alias"))?,
+        ),
+        None => None,
+    };
+    Ok(HitFilter { status: args.status, force, category: args.category, since: args.since, limit: Some(args.limit) })
+}
+
+/// One JSON object per line: the stored hit plus its evidence hash.
+fn export_json(hits: &[HitRecord], out: &mut dyn std::io::Write) -> Result<()> {
+    for h in hits {
+        let mut value = serde_json::to_value(h)?;
+        if let serde_json::Value::Object(map) = &mut value {
+            map.insert("evidence_sha256".into(), h.evidence_sha256().into());
+        }
+        serde_json::to_writer(&mut *out, &value)?;
+        writeln!(out)?;
+    }
+    Ok(())
+}
+
+/// A flat table for spreadsheets; the csv crate quotes fields, so post text cannot break rows.
+fn export_csv(hits: &[HitRecord], out: &mut dyn std::io::Write) -> Result<()> {
+    let mut w = csv::Writer::from_writer(out);
+    w.write_record([
+        "id",
+        "status",
+        "force",
+        "platform",
+        "account_handle",
+        "account_display_name",
+        "profile_url",
+        "post_id",
+        "post_url",
+        "post_created_at",
+        "retrieved_at",
+        "categories",
+        "severity",
+        "rules",
+        "matched",
+        "text",
+        "evidence_sha256",
+    ])?;
+    for h in hits {
+        let cats: Vec<&str> = h.categories.iter().map(|c| c.as_str()).collect();
+        let rules: Vec<&str> = h.classification.findings.iter().map(|f| f.rule_id.as_str()).collect();
+        let matched: Vec<&str> = h.classification.findings.iter().map(|f| f.matched.as_str()).collect();
+        w.write_record(
+            [
+                h.id.to_string(),
+                status_name(h.status).to_string(),
+                h.force.clone().unwrap_or_default(),
+                h.platform.clone(),
+                h.account_handle.clone(),
+                h.account_display_name.clone(),
+                h.profile_url.clone().unwrap_or_default(),
+                h.post_platform_id.clone(),
+                h.post_url.clone().unwrap_or_default(),
+                h.post_created_at.to_rfc3339(),
+                h.retrieved_at.to_rfc3339(),
+                cats.join(";"),
+                h.severity.as_str().to_string(),
+                rules.join(";"),
+                matched.join(" | "),
+                h.text.clone(),
+                h.evidence_sha256(),
+            ]
+            .map(|cell| spreadsheet_safe(&cell)),
+        )?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
+/// Post content is hostile: a cell starting with `=`, `+`, `-`, `@` (or a tab or CR) would be run
+/// as a formula by a spreadsheet opening the export, so such cells get a leading apostrophe.
+fn spreadsheet_safe(cell: &str) -> String {
+    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{cell}")
+    } else {
+        cell.to_string()
     }
 }
 

@@ -107,7 +107,19 @@ fn review_takes_a_hit_out_of_the_queue() {
         .assert()
         .success()
         .stdout(predicate::str::contains("dismissed"))
-        .stdout(predicate::str::contains("findings:"));
+        .stdout(predicate::str::contains("findings:"))
+        .stdout(predicate::str::contains("review log:"))
+        .stdout(predicate::str::contains("banter, no breach"));
+    // Who read and changed what is in the audit trail.
+    bin()
+        .arg("--config")
+        .arg(&config)
+        .args(["audit"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("hits review"))
+        .stdout(predicate::str::contains(format!("hit {id} -> dismissed")))
+        .stdout(predicate::str::contains("hits show"));
     bin()
         .arg("--config")
         .arg(&config)
@@ -195,4 +207,41 @@ fn an_overlapping_run_exits_3_and_does_nothing() {
     assert!(!dir.path().join("monitor.db").exists(), "the locked-out run touched the database");
     drop(lock);
     bin().arg("--config").arg(&config).arg("scan").assert().success();
+}
+
+#[test]
+fn export_gives_each_hit_its_url_retrieval_time_and_evidence_hash() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = common::demo_config(dir.path(), "");
+    bin().arg("--config").arg(&config).arg("scan").assert().success();
+    let json = bin().arg("--config").arg(&config).args(["hits", "export", "--format", "json"]).output().unwrap();
+    assert!(json.status.success(), "{}", String::from_utf8_lossy(&json.stderr));
+    let rows: Vec<serde_json::Value> =
+        String::from_utf8(json.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows.len(), hit_count(&config));
+    let csv_path = dir.path().join("case.csv");
+    bin().arg("--config").arg(&config).args(["hits", "export", "--format", "csv", "--output"]).arg(&csv_path).assert().success();
+    let mut reader = csv::Reader::from_path(&csv_path).unwrap();
+    let headers = reader.headers().unwrap().clone();
+    let col = |name: &str| headers.iter().position(|h| h == name).unwrap_or_else(|| panic!("no column {name}"));
+    let records: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
+    assert_eq!(records.len(), rows.len(), "one CSV row per hit, whatever the post text contains");
+    for (row, rec) in rows.iter().zip(&records) {
+        let hash = row["evidence_sha256"].as_str().unwrap();
+        assert_eq!(hash.len(), 64);
+        assert!(hash.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_eq!(&rec[col("evidence_sha256")], hash, "the same hash in both formats");
+        assert_eq!(&rec[col("id")], row["id"].to_string());
+        assert!(!rec[col("retrieved_at")].is_empty());
+        // Replay data has no post URLs; the column is there for platform hits.
+        let _ = col("post_url");
+        // A formula in post text must not run when PSD opens the export in a spreadsheet.
+        assert!(!rec[col("text")].starts_with(['=', '+', '@']));
+    }
+    // The same evidence gives the same hash on a second export.
+    let again = bin().arg("--config").arg(&config).args(["hits", "export", "--format", "json"]).output().unwrap();
+    let again: Vec<serde_json::Value> =
+        String::from_utf8(again.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows[0]["evidence_sha256"], again[0]["evidence_sha256"]);
+    bin().arg("--config").arg(&config).args(["audit"]).assert().success().stdout(predicate::str::contains("hits export"));
 }

@@ -136,6 +136,42 @@ pub struct HitRecord {
     pub digest_id: Option<i64>,
 }
 
+impl HitRecord {
+    /// SHA-256 (hex) of the stored evidence: what was captured of the post and why it was
+    /// flagged. Exported with each hit so a case file can show the evidence was not altered.
+    pub fn evidence_sha256(&self) -> String {
+        use sha2::{Digest, Sha256};
+        #[derive(Serialize)]
+        struct Evidence<'a> {
+            platform: &'a str,
+            account_platform_id: &'a str,
+            account_handle: &'a str,
+            post_platform_id: &'a str,
+            post_url: Option<&'a str>,
+            post_created_at: DateTime<Utc>,
+            retrieved_at: DateTime<Utc>,
+            text: &'a str,
+            classification: &'a Classification,
+            identity: &'a IdentityVerdict,
+        }
+        let evidence = Evidence {
+            platform: &self.platform,
+            account_platform_id: &self.account_platform_id,
+            account_handle: &self.account_handle,
+            post_platform_id: &self.post_platform_id,
+            post_url: self.post_url.as_deref(),
+            post_created_at: self.post_created_at,
+            retrieved_at: self.retrieved_at,
+            text: &self.text,
+            classification: &self.classification,
+            identity: &self.identity,
+        };
+        // Serialising plain structs cannot fail; the field order is fixed, so the bytes are too.
+        let bytes = serde_json::to_vec(&evidence).unwrap_or_default();
+        format!("{:x}", Sha256::digest(&bytes))
+    }
+}
+
 /// Filters for `hits list`.
 #[derive(Debug, Clone, Default)]
 pub struct HitFilter {
