@@ -1,12 +1,34 @@
 //! Digest: turn unsent hits into one message per PSD route and hand it to a mail transport.
 //!
-//! Owns grouping (force, then account), rendering plain-text and HTML parts with an
-//! auto-escaping template engine (post content is hostile), the coverage section, and the
-//! transports (`file` outbox of `.eml` files, `smtp` via lettre). A hit is marked sent only
-//! after the transport accepted the message that carries it.
+//! # Architecture
+//! [`plan`] is pure: it splits the unsent hits by route (each force's hits only to that force's
+//! recipients, unknown or unrouted forces to the default route), renders each message with
+//! [`render`] (plain text and HTML, minijinja with HTML auto-escaping: post content is hostile)
+//! and gives it a Message-ID derived from the route and its hit ids, so a resend of the same
+//! digest carries the same Message-ID and mail systems can collapse it. [`run`] does the I/O:
+//! for each planned message, `begin_digest` (recorded as pending with its hits) → the
+//! [`transport`] → `digest_sent`, or `digest_failed` and the hits stay unsent for the next run.
+//! A message is built and checked before it is recorded, so a bad address never leaves a
+//! pending digest behind. Nothing from a post or profile ever reaches a header: the subject is
+//! made of counts, the date and the route name from the config.
+
+pub mod render;
+pub mod transport;
+
+use std::collections::BTreeMap;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use lettre::message::header::{HeaderName, HeaderValue};
+use lettre::message::{Mailbox, Mailboxes, MultiPart};
+use lettre::Message;
+use sha2::{Digest, Sha256};
 
 use crate::config::Config;
-use crate::store::Store;
+use crate::store::{HitRecord, Store};
+
+pub use render::{Coverage, DigestView, Rendered};
+pub use transport::{RetryPolicy, SendError, Transport};
 
 /// What a digest run did, per route.
 #[derive(Debug, Clone, Default)]
@@ -17,12 +39,374 @@ pub struct DigestOutcome {
     pub failures: Vec<(String, String)>,
 }
 
+/// Route key of hits whose force is unknown or has no route of its own.
+pub const DEFAULT_ROUTE: &str = "default";
+
+/// One message ready to go: who it is for, which hits it carries and what it says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedDigest {
+    /// The force name of the route (a key of `routing.forces`) or [`DEFAULT_ROUTE`].
+    pub route: String,
+    pub recipients: Vec<String>,
+    /// Ids of the hits this message carries, ascending (empty for a "nothing found" message).
+    pub hit_ids: Vec<i64>,
+    /// `<...>`, deterministic: the same route and hits give the same id.
+    pub message_id: String,
+    pub rendered: Rendered,
+}
+
+/// Plan every message of a digest run: one per route that has hits, plus a "nothing found"
+/// message for every other route when `digest.send_empty` is set. Hits already reserved by an
+/// earlier digest that never completed (a `digest_id` on an unsent hit) are planned again as
+/// their own message, so a resend carries exactly the hits, and the Message-ID, it had.
+pub fn plan(
+    config: &Config,
+    hits: &[HitRecord],
+    coverage: &Coverage,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Vec<PlannedDigest>> {
+    let env = render::environment();
+    let domain = message_id_domain(&config.mail.from);
+    // (route order, route key, earlier digest) → hits. Forces in config order, default last.
+    let mut groups: BTreeMap<(bool, String, Option<i64>), Vec<&HitRecord>> = BTreeMap::new();
+    for h in hits {
+        let (route, _) = config.routing.route_for(h.force.as_deref());
+        let key = match route {
+            Some(r) => (false, r.to_string(), h.digest_id),
+            None => (true, DEFAULT_ROUTE.to_string(), h.digest_id),
+        };
+        groups.entry(key).or_default().push(h);
+    }
+    if config.digest.send_empty {
+        let routes =
+            config.routing.forces.keys().map(|k| (false, k.clone())).chain([(true, DEFAULT_ROUTE.to_string())]);
+        for (is_default, route) in routes {
+            if !groups.keys().any(|(d, r, _)| *d == is_default && *r == route) {
+                groups.insert((is_default, route, None), vec![]);
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(groups.len());
+    for ((is_default, route, _), mut group) in groups {
+        group.sort_by_key(|h| h.id);
+        let recipients = if is_default {
+            config.routing.default.clone()
+        } else {
+            config.routing.forces.get(&route).cloned().unwrap_or_default()
+        };
+        let label = if is_default { "Default route" } else { route.as_str() };
+        let view = DigestView::new(label, &group, coverage, now);
+        let rendered = render::render(&env, &view, &config.digest.subject_prefix)
+            .with_context(|| format!("rendering the digest for route {route}"))?;
+        let hit_ids: Vec<i64> = group.iter().map(|h| h.id).collect();
+        let message_id = message_id(&route, &hit_ids, coverage, now, &domain);
+        out.push(PlannedDigest { route, recipients, hit_ids, message_id, rendered });
+    }
+    Ok(out)
+}
+
+/// The Message-ID of a digest: a SHA-256 of the route and its hit ids, so every resend of the
+/// same digest carries the same one. A "nothing found" message has no hits: it is keyed by the
+/// scan runs it covers (or the day, when none ran).
+pub fn message_id(route: &str, hit_ids: &[i64], coverage: &Coverage, now: DateTime<Utc>, domain: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(b"exposure-monitor digest v1\0");
+    h.update(route.as_bytes());
+    h.update(b"\0");
+    if hit_ids.is_empty() {
+        h.update(b"empty\0");
+        match (&coverage.first_run, &coverage.last_run) {
+            (Some(first), Some(last)) if coverage.runs > 0 => {
+                h.update(format!("{}\0{first}\0{last}", coverage.runs).as_bytes());
+            }
+            _ => h.update(now.format("%Y-%m-%d").to_string().as_bytes()),
+        }
+    } else {
+        let mut ids = hit_ids.to_vec();
+        ids.sort_unstable();
+        for id in ids {
+            h.update(id.to_be_bytes());
+        }
+    }
+    let hex: String = h.finalize().iter().take(20).map(|b| format!("{b:02x}")).collect();
+    format!("<digest.{hex}@{domain}>")
+}
+
+/// The domain of the From address, for Message-IDs.
+fn message_id_domain(from: &str) -> String {
+    from.parse::<Mailbox>()
+        .map(|m| m.email.domain().to_string())
+        .ok()
+        .filter(|d| !d.is_empty() && d.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-'))
+        .unwrap_or_else(|| "exposure-monitor.invalid".to_string())
+}
+
+/// Build the RFC 5322 message of a planned digest: From, To (the route's recipients only),
+/// Subject, a deterministic Message-ID, and multipart/alternative text + HTML.
+pub fn build_message(from: &str, digest: &PlannedDigest) -> anyhow::Result<Message> {
+    let from: Mailbox = from.parse().with_context(|| format!("mail.from `{from}` is not a valid address"))?;
+    if digest.recipients.is_empty() {
+        anyhow::bail!("route {} has no recipients", digest.route);
+    }
+    let mut to = Mailboxes::new();
+    for r in &digest.recipients {
+        let mb: Mailbox =
+            r.parse().with_context(|| format!("recipient `{r}` of route {} is not a valid address", digest.route))?;
+        to.push(mb);
+    }
+    let mut builder = Message::builder()
+        .from(from)
+        .mailbox(lettre::message::header::To::from(to))
+        .subject(digest.rendered.subject.clone())
+        .message_id(Some(digest.message_id.clone()))
+        .date_now()
+        .user_agent(format!("exposure-monitor/{}", env!("CARGO_PKG_VERSION")));
+    builder = builder
+        .raw_header(HeaderValue::new(HeaderName::new_from_ascii_str("Auto-Submitted"), "auto-generated".to_string()));
+    builder
+        .multipart(MultiPart::alternative_plain_html(digest.rendered.text.clone(), digest.rendered.html.clone()))
+        .with_context(|| format!("building the message for route {}", digest.route))
+}
+
 /// Build and send (or, with `dry_run`, print to `out`) the digest of every unsent hit.
 pub async fn run(
-    _config: &Config,
-    _store: &Store,
-    _dry_run: bool,
-    _out: &mut (dyn std::io::Write + Send),
+    config: &Config,
+    store: &Store,
+    dry_run: bool,
+    out: &mut (dyn std::io::Write + Send),
 ) -> anyhow::Result<DigestOutcome> {
-    Ok(DigestOutcome::default())
+    let hits = store.unsent_hits().await.context("reading unsent hits")?;
+    let runs = store.runs_since_last_digest().await.context("reading scan runs for the coverage section")?;
+    let coverage = Coverage::from_runs(&runs);
+    let planned = plan(config, &hits, &coverage, Utc::now())?;
+    let mut outcome = DigestOutcome::default();
+
+    if dry_run {
+        for d in &planned {
+            print_dry_run(out, &config.mail.from, d)?;
+        }
+        return Ok(outcome);
+    }
+    if planned.is_empty() {
+        return Ok(outcome);
+    }
+    let transport = match Transport::from_config(&config.mail) {
+        Ok(t) => t,
+        Err(e) => {
+            // Nothing can be sent: every route fails, every hit stays unsent.
+            for d in &planned {
+                outcome.failures.push((d.route.clone(), e.to_string()));
+            }
+            return Ok(outcome);
+        }
+    };
+    for d in &planned {
+        let msg = match build_message(&config.mail.from, d) {
+            Ok(m) => m,
+            Err(e) => {
+                outcome.failures.push((d.route.clone(), format!("{e:#}")));
+                continue;
+            }
+        };
+        let id = store
+            .begin_digest(&d.route, &d.recipients, &d.message_id, &d.hit_ids)
+            .await
+            .with_context(|| format!("recording the pending digest for route {}", d.route))?;
+        match transport.send(&msg, &d.route).await {
+            Ok(delivered) => {
+                tracing::info!(route = %d.route, hits = d.hit_ids.len(), ?delivered, "digest delivered");
+                if let Err(e) = store.digest_sent(id).await {
+                    // Delivered but not marked: the hits stay reserved by a pending digest and
+                    // the next run resends them with the same Message-ID.
+                    outcome.failures.push((
+                        d.route.clone(),
+                        format!(
+                            "delivered, but could not be marked sent ({e}); it will be resent with the same Message-ID"
+                        ),
+                    ));
+                    continue;
+                }
+                outcome.messages_sent += 1;
+                outcome.hits_sent += d.hit_ids.len();
+            }
+            Err(e) => {
+                let err = e.to_string();
+                tracing::warn!(route = %d.route, error = %err, "digest not delivered; its hits stay unsent");
+                store
+                    .digest_failed(id, &err)
+                    .await
+                    .with_context(|| format!("recording the failed digest for route {}", d.route))?;
+                outcome.failures.push((d.route.clone(), err));
+            }
+        }
+    }
+    Ok(outcome)
+}
+
+fn print_dry_run(out: &mut (dyn std::io::Write + Send), from: &str, d: &PlannedDigest) -> anyhow::Result<()> {
+    writeln!(out, "===== digest for route {} (dry run: not sent) =====", d.route)?;
+    writeln!(out, "From: {from}")?;
+    writeln!(out, "To: {}", d.recipients.join(", "))?;
+    writeln!(out, "Subject: {}", d.rendered.subject)?;
+    writeln!(out, "Message-ID: {}", d.message_id)?;
+    writeln!(out)?;
+    out.write_all(d.rendered.text.as_bytes())?;
+    writeln!(out)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A config built directly (not parsed), so these tests do not depend on the forces list.
+    fn config(send_empty: bool) -> Config {
+        let mut forces = BTreeMap::new();
+        forces.insert(
+            "Kent Police".to_string(),
+            vec!["psd-kent@example.invalid".into(), "duty-kent@example.invalid".into()],
+        );
+        forces.insert("Thames Valley Police".to_string(), vec!["psd-tvp@example.invalid".into()]);
+        Config {
+            path: "/tmp/x/config.toml".into(),
+            database: "/tmp/x/db".into(),
+            patterns: "/tmp/x/patterns".into(),
+            forces: crate::forces::Forces::embedded(),
+            operator_contact: String::new(),
+            sources: vec![],
+            mail: crate::config::MailConfig {
+                from: "Exposure Monitor <monitor@psd.example.police.uk>".into(),
+                transport: crate::config::TransportConfig::File { outbox: "/tmp/x/outbox".into() },
+            },
+            routing: crate::config::Routing { forces, default: vec!["triage@example.invalid".into()] },
+            retention: crate::config::Retention { dismissed_days: 30, days: 365 },
+            digest: crate::config::DigestSettings { send_empty, subject_prefix: "[exposure-monitor]".into() },
+        }
+    }
+
+    fn hit(id: i64, force: Option<&str>, text: &str) -> HitRecord {
+        render::tests::hit(id, force, &format!("user{id}"), text, &["raid"])
+    }
+
+    fn now() -> DateTime<Utc> {
+        use chrono::TimeZone;
+        Utc.with_ymd_and_hms(2026, 11, 22, 7, 0, 0).unwrap()
+    }
+
+    #[test]
+    fn each_route_gets_only_its_own_hits() {
+        let cfg = config(true);
+        let hits = vec![
+            hit(1, Some("Kent Police"), "raid at Elmtree Close"),
+            hit(2, Some("Thames Valley Police"), "raid at Cowley Road"),
+            hit(3, None, "raid at Nowhere Lane"),
+            hit(4, Some("Essex Police"), "raid at Essex Street"),
+            hit(5, Some("Kent Police"), "raid at Kent Street"),
+        ];
+        let plans = plan(&cfg, &hits, &Coverage::default(), now()).unwrap();
+        let by_route: BTreeMap<&str, &PlannedDigest> = plans.iter().map(|p| (p.route.as_str(), p)).collect();
+        assert_eq!(by_route.len(), 3, "{plans:#?}");
+        let kent = by_route["Kent Police"];
+        assert_eq!(kent.hit_ids, vec![1, 5]);
+        assert_eq!(kent.recipients, vec!["psd-kent@example.invalid", "duty-kent@example.invalid"]);
+        let tvp = by_route["Thames Valley Police"];
+        assert_eq!(tvp.hit_ids, vec![2]);
+        let default = by_route[DEFAULT_ROUTE];
+        assert_eq!(default.hit_ids, vec![3, 4], "unknown and unrouted forces go to the default route");
+        assert_eq!(default.recipients, vec!["triage@example.invalid"]);
+        // No message carries another route's text.
+        for p in &plans {
+            for h in &hits {
+                let street = h.text.trim_start_matches("raid at ");
+                let mine = p.hit_ids.contains(&h.id);
+                assert_eq!(p.rendered.text.contains(street), mine, "{street} in {}", p.route);
+                assert_eq!(p.rendered.html.contains(street), mine, "{street} in {} (html)", p.route);
+            }
+        }
+        assert!(
+            kent.rendered.subject.starts_with("[exposure-monitor] Kent Police: 2 hits"),
+            "{}",
+            kent.rendered.subject
+        );
+    }
+
+    #[test]
+    fn empty_routes_get_nothing_found_only_when_configured() {
+        let hits = vec![hit(1, Some("Kent Police"), "raid at Elmtree Close")];
+        let plans = plan(&config(true), &hits, &Coverage::default(), now()).unwrap();
+        let routes: Vec<&str> = plans.iter().map(|p| p.route.as_str()).collect();
+        assert_eq!(routes, vec!["Kent Police", "Thames Valley Police", DEFAULT_ROUTE]);
+        let tvp = &plans[1];
+        assert!(tvp.hit_ids.is_empty());
+        assert!(tvp.rendered.subject.contains("nothing found"), "{}", tvp.rendered.subject);
+        assert!(tvp.rendered.text.contains("Nothing found"));
+
+        let quiet = config(false);
+        let plans = plan(&quiet, &hits, &Coverage::default(), now()).unwrap();
+        assert_eq!(plans.len(), 1);
+        assert!(plan(&quiet, &[], &Coverage::default(), now()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn message_id_is_deterministic_per_route_and_hits() {
+        let cfg = config(true);
+        let hits = vec![hit(1, Some("Kent Police"), "raid a"), hit(2, Some("Kent Police"), "raid b")];
+        let a = plan(&cfg, &hits, &Coverage::default(), now()).unwrap();
+        let later = now() + chrono::Duration::hours(30);
+        let mut reversed = hits.clone();
+        reversed.reverse();
+        let b = plan(&cfg, &reversed, &Coverage::default(), later).unwrap();
+        assert_eq!(a[0].message_id, b[0].message_id, "a resend carries the same Message-ID");
+        assert!(a[0].message_id.starts_with("<digest.") && a[0].message_id.ends_with("@psd.example.police.uk>"));
+        let c = plan(&cfg, &hits[..1], &Coverage::default(), now()).unwrap();
+        assert_ne!(a[0].message_id, c[0].message_id);
+        let ids: std::collections::HashSet<&str> = a.iter().map(|p| p.message_id.as_str()).collect();
+        assert_eq!(ids.len(), a.len(), "distinct per route");
+    }
+
+    #[test]
+    fn hits_of_an_unfinished_digest_are_resent_as_they_were() {
+        let cfg = config(true);
+        let mut old = hit(1, Some("Kent Police"), "raid a");
+        old.digest_id = Some(9);
+        let new = hit(2, Some("Kent Police"), "raid b");
+        let first = plan(&cfg, &[hit(1, Some("Kent Police"), "raid a")], &Coverage::default(), now()).unwrap();
+        let plans = plan(&cfg, &[old, new], &Coverage::default(), now()).unwrap();
+        let kent: Vec<&PlannedDigest> = plans.iter().filter(|p| p.route == "Kent Police").collect();
+        assert_eq!(kent.len(), 2);
+        let resend = kent.iter().find(|p| p.hit_ids == vec![1]).expect("the reserved hit alone");
+        assert_eq!(resend.message_id, first[0].message_id);
+        assert!(kent.iter().any(|p| p.hit_ids == vec![2]));
+    }
+
+    #[test]
+    fn built_message_has_headers_and_both_parts() {
+        let cfg = config(true);
+        let mut h = hit(1, Some("Kent Police"), "raid <b>x</b>");
+        h.account_display_name = "Evil\r\nBcc: someone@example.com".into();
+        let plans = plan(&cfg, &[h], &Coverage::default(), now()).unwrap();
+        let msg = build_message(&cfg.mail.from, &plans[0]).unwrap();
+        let raw = String::from_utf8(msg.formatted()).unwrap();
+        let parsed = mail_parser::MessageParser::default().parse(raw.as_bytes()).unwrap();
+        let header_end = raw.find("\r\n\r\n").unwrap();
+        let headers = raw[..header_end].to_ascii_lowercase();
+        assert!(!headers.contains("\nbcc:") && !headers.contains("evil"), "{headers}");
+        assert!(headers.contains("auto-submitted: auto-generated"));
+        assert_eq!(parsed.message_id(), Some(plans[0].message_id.trim_matches(['<', '>'])));
+        let to: Vec<&str> = parsed.to().unwrap().iter().filter_map(|a| a.address()).collect();
+        assert_eq!(to, vec!["psd-kent@example.invalid", "duty-kent@example.invalid"]);
+        assert_eq!(parsed.from().unwrap().first().unwrap().address(), Some("monitor@psd.example.police.uk"));
+        assert_eq!(parsed.subject(), Some(plans[0].rendered.subject.as_str()));
+        assert!(parsed.body_text(0).unwrap().contains("[[raid]] <b>x</b>"));
+        assert!(parsed.body_html(0).unwrap().contains("&lt;b&gt;x&lt;&#x2f;b&gt;"));
+    }
+
+    #[test]
+    fn bad_recipient_is_an_error_naming_it() {
+        let cfg = config(true);
+        let mut plans = plan(&cfg, &[], &Coverage::default(), now()).unwrap();
+        plans[0].recipients = vec!["not an address".into()];
+        let err = build_message(&cfg.mail.from, &plans[0]).unwrap_err();
+        assert!(format!("{err:#}").contains("not an address"), "{err:#}");
+    }
 }
