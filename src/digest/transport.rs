@@ -201,15 +201,32 @@ async fn send_smtp(
     }
 }
 
-/// Network-level failures (refused, reset, closed) that may well pass: not a reply, not TLS.
+/// Network-level failures that may well pass (refused, reset, closed, unreachable): not a
+/// reply, not TLS. A certificate the TLS layer refuses arrives as an I/O error of kind
+/// `InvalidData`, which is not retried: it will fail the same way every time.
 fn is_connection_error(e: &lettre::transport::smtp::Error) -> bool {
+    use std::io::ErrorKind::*;
     if e.is_response() || e.is_permanent() || e.is_tls() || e.is_client() {
         return false;
     }
     let mut source = std::error::Error::source(e);
     while let Some(err) = source {
-        if err.downcast_ref::<std::io::Error>().is_some() {
-            return true;
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                ConnectionRefused
+                    | ConnectionReset
+                    | ConnectionAborted
+                    | NotConnected
+                    | BrokenPipe
+                    | TimedOut
+                    | UnexpectedEof
+                    | Interrupted
+                    | AddrNotAvailable
+                    | HostUnreachable
+                    | NetworkUnreachable
+                    | WouldBlock
+            );
         }
         source = err.source();
     }
