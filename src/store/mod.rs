@@ -5,11 +5,31 @@
 //! Post text is stored only for hits (data minimisation). A page of results and its source's
 //! cursor are committed in one transaction, so a killed scan loses nothing and re-running a scan
 //! adds no duplicate hit.
+//!
+//! # Architecture
+//! One SQLite file opened through an sqlx pool in WAL mode with foreign keys on and a busy
+//! timeout; the file is created `0600` before SQLite sees it. Queries are bound at run time
+//! (no `query!` macros: the build needs no database). Every time is stored as fixed-width
+//! RFC 3339 UTC text (see [`ts`]), so text order is time order. JSON columns hold the serde forms
+//! of [`Classification`], [`IdentityVerdict`] and [`PostSignals`]; a row that does not parse is
+//! reported as [`StoreError::Corrupt`] naming the row and column, never a panic.
+//!
+//! Digests are exactly-once bookkeeping: a hit is *sent* once a digest carrying it is marked
+//! `sent` (`hits.digest_id`); a hit in a `pending` or `failed` digest is still unsent, and a
+//! pending digest (a crash between send and mark) can be resent with the same Message-ID.
+//!
+//! Must not: log or store secrets, store post text of posts that are not hits, or interpret
+//! what it stores (the stages and the digest do that).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::{QueryBuilder, Row, Sqlite};
+use tracing::{info, warn};
 
 use crate::classify::Classification;
 use crate::identify::{IdentityVerdict, PostSignals};
@@ -27,6 +47,14 @@ pub enum StoreError {
     HitNotFound(i64),
     #[error("stored data is corrupt ({what}): {detail}")]
     Corrupt { what: String, detail: String },
+    #[error("digest {0} not found")]
+    DigestNotFound(i64),
+    #[error("scan run {0} not found")]
+    RunNotFound(i64),
+    #[error("hit {hit} was already sent in digest {digest}")]
+    AlreadySent { hit: i64, digest: i64 },
+    #[error("cannot serialise {what}: {source}")]
+    Serialise { what: String, source: serde_json::Error },
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -144,74 +172,892 @@ pub struct SourceState {
     pub last_error_at: Option<DateTime<Utc>>,
 }
 
+/// One entry of the audit trail: who did what, when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    pub action: String,
+    pub detail: String,
+}
+
+/// One entry of a hit's append-only review log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReviewEntry {
+    pub id: i64,
+    pub hit_id: i64,
+    pub reviewer: String,
+    pub status: ReviewStatus,
+    pub note: String,
+    pub at: DateTime<Utc>,
+}
+
+/// A digest recorded as pending and never marked sent or failed: the process stopped between
+/// handing it to the transport and recording the outcome. Resend it with the same Message-ID.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PendingDigest {
+    pub id: i64,
+    pub route: String,
+    pub recipients: Vec<String>,
+    pub message_id: String,
+    pub created_at: DateTime<Utc>,
+    /// The hits the message carries, in the order they were reserved.
+    pub hit_ids: Vec<i64>,
+}
+
+/// What a retention pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct PurgeReport {
+    /// Hits (with their evidence, review log and digest links) deleted after `retention.days`.
+    pub hits_deleted: u64,
+    /// Dismissed hits whose post text and evidence were blanked after `retention.dismissed_days`.
+    pub hits_blanked: u64,
+    /// Remembered accounts not seen for `retention.days` and with no hit left.
+    pub accounts_deleted: u64,
+}
+
+impl PurgeReport {
+    pub fn total(&self) -> u64 {
+        self.hits_deleted + self.hits_blanked + self.accounts_deleted
+    }
+}
+
+impl ReviewStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReviewStatus::New => "new",
+            ReviewStatus::Confirmed => "confirmed",
+            ReviewStatus::Dismissed => "dismissed",
+            ReviewStatus::Escalated => "escalated",
+        }
+    }
+}
+
+impl std::fmt::Display for ReviewStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ReviewStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "new" => Ok(ReviewStatus::New),
+            "confirmed" => Ok(ReviewStatus::Confirmed),
+            "dismissed" => Ok(ReviewStatus::Dismissed),
+            "escalated" => Ok(ReviewStatus::Escalated),
+            other => Err(format!("unknown review status `{other}`")),
+        }
+    }
+}
+
+/// A time as stored: RFC 3339 UTC with nanoseconds and `Z`, fixed width so that text order is
+/// time order (SQL comparisons and `ORDER BY` on these columns are correct).
+pub fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Nanos, true)
+}
+
+fn parse_ts(s: &str, what: impl FnOnce() -> String) -> Result<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| StoreError::Corrupt { what: what(), detail: format!("`{s}` is not an RFC 3339 time: {e}") })
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(s: &str, what: impl FnOnce() -> String) -> Result<T> {
+    serde_json::from_str(s).map_err(|e| StoreError::Corrupt { what: what(), detail: e.to_string() })
+}
+
+fn to_json<T: Serialize>(value: &T, what: &str) -> Result<String> {
+    serde_json::to_string(value).map_err(|source| StoreError::Serialise { what: what.to_string(), source })
+}
+
+fn count(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn ucount(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+/// Longest error text kept for a digest or a source (an error can quote a whole response).
+const MAX_ERROR_CHARS: usize = 2000;
+
+fn clip(s: &str) -> String {
+    if s.chars().count() <= MAX_ERROR_CHARS {
+        s.to_string()
+    } else {
+        let mut c: String = s.chars().take(MAX_ERROR_CHARS).collect();
+        c.push('…');
+        c
+    }
+}
+
+/// The severity a hit is filed under: the classifier's, else the most urgent finding's. A hit
+/// with neither (a classifier bug) is filed as medium rather than understated.
+fn hit_severity(c: &Classification) -> Severity {
+    c.severity.or_else(|| c.findings.iter().map(|f| f.severity).max()).unwrap_or(Severity::Medium)
+}
+
+/// How many scan runs `status` shows.
+const STATUS_RUNS: i64 = 10;
+
+const HIT_COLUMNS: &str = "id, source, platform, post_platform_id, account_platform_id, account_handle, \
+     account_display_name, profile_url, force, post_url, post_created_at, retrieved_at, text, categories, \
+     severity, classification, identity, status, digest_id";
+
+fn hit_from_row(row: &SqliteRow) -> Result<HitRecord> {
+    let id: i64 = row.try_get("id")?;
+    let col = |c: &str| format!("hit {id}, column {c}");
+    let text_col = |name: &str| -> Result<String> { Ok(row.try_get::<String, _>(name)?) };
+    let categories: Vec<String> = parse_json(&text_col("categories")?, || col("categories"))?;
+    let categories = categories
+        .iter()
+        .map(|c| Category::from_str(c).map_err(|e| StoreError::Corrupt { what: col("categories"), detail: e.to_string() }))
+        .collect::<Result<Vec<_>>>()?;
+    let severity = Severity::from_str(&text_col("severity")?)
+        .map_err(|e| StoreError::Corrupt { what: col("severity"), detail: e.to_string() })?;
+    let status =
+        ReviewStatus::from_str(&text_col("status")?).map_err(|detail| StoreError::Corrupt { what: col("status"), detail })?;
+    Ok(HitRecord {
+        id,
+        source: text_col("source")?,
+        platform: text_col("platform")?,
+        account_platform_id: text_col("account_platform_id")?,
+        account_handle: text_col("account_handle")?,
+        account_display_name: text_col("account_display_name")?,
+        profile_url: row.try_get("profile_url")?,
+        force: row.try_get("force")?,
+        post_platform_id: text_col("post_platform_id")?,
+        post_url: row.try_get("post_url")?,
+        post_created_at: parse_ts(&text_col("post_created_at")?, || col("post_created_at"))?,
+        retrieved_at: parse_ts(&text_col("retrieved_at")?, || col("retrieved_at"))?,
+        text: text_col("text")?,
+        categories,
+        severity,
+        classification: parse_json(&text_col("classification")?, || col("classification"))?,
+        identity: parse_json(&text_col("identity")?, || col("identity"))?,
+        status,
+        digest_id: row.try_get("digest_id")?,
+    })
+}
+
+fn opt_ts(row: &SqliteRow, name: &str, what: impl Fn(&str) -> String) -> Result<Option<DateTime<Utc>>> {
+    match row.try_get::<Option<String>, _>(name)? {
+        Some(s) => Ok(Some(parse_ts(&s, || what(name))?)),
+        None => Ok(None),
+    }
+}
+
+/// Create `path` (and its parent directories) readable and writable only by its owner, before
+/// SQLite opens it; tighten an existing file that is open to group or others.
+fn create_private_file(path: &Path) -> std::io::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let meta = std::fs::metadata(path)?;
+                let mode = meta.permissions().mode() & 0o777;
+                if mode & 0o077 != 0 {
+                    warn!(path = %path.display(), mode = format!("{mode:o}"), "database readable by others; restricting it to its owner");
+                    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o700))?;
+                }
+            }
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn file_len(path: &Path) -> u64 {
+    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(suffix);
+    PathBuf::from(p)
+}
+
 /// Handle to the database.
 #[derive(Clone)]
-pub struct Store {}
+pub struct Store {
+    pool: SqlitePool,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish_non_exhaustive()
+    }
+}
 
 impl Store {
     /// Open (creating it readable only by its owner) and migrate the database at `path`.
-    pub async fn open(_path: &Path) -> Result<Store> {
-        Ok(Store {})
+    pub async fn open(path: &Path) -> Result<Store> {
+        let open_err = |source: sqlx::Error| StoreError::Open { path: path.display().to_string(), source };
+        create_private_file(path).map_err(|e| open_err(sqlx::Error::Io(e)))?;
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(false)
+            .journal_mode(SqliteJournalMode::Wal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(30))
+            // FULL: a digest marked sent stays marked even through a power cut.
+            .synchronous(SqliteSynchronous::Full);
+        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await.map_err(open_err)?;
+        sqlx::migrate!("./migrations").run(&pool).await?;
+        Ok(Store { pool, path: path.to_path_buf() })
     }
-    pub async fn cursor(&self, _source: &str) -> Result<Option<String>> {
-        Ok(None)
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
+
+    /// Close every connection (checkpointing the WAL when this was the last one).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    pub async fn cursor(&self, source: &str) -> Result<Option<String>> {
+        let row: Option<(Option<String>,)> =
+            sqlx::query_as("SELECT cursor FROM source_state WHERE source = ?").bind(source).fetch_optional(&self.pool).await?;
+        Ok(row.and_then(|r| r.0))
+    }
+
     /// Accumulated post signals for accounts of a source, by platform id.
-    pub async fn post_signals(&self, _platform: &str, _platform_id: &str) -> Result<Option<PostSignals>> {
-        Ok(None)
+    pub async fn post_signals(&self, platform: &str, platform_id: &str) -> Result<Option<PostSignals>> {
+        let row: Option<(String,)> = sqlx::query_as("SELECT post_signals FROM accounts WHERE platform = ? AND platform_id = ?")
+            .bind(platform)
+            .bind(platform_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            Some((json,)) => Ok(Some(parse_json(&json, || format!("account {platform}/{platform_id}, column post_signals"))?)),
+            None => Ok(None),
+        }
     }
+
     /// Commit one page atomically; returns how many hits were new (duplicates are ignored).
-    pub async fn commit_page(&self, _page: PageCommit) -> Result<u64> {
-        Ok(0)
+    pub async fn commit_page(&self, page: PageCommit) -> Result<u64> {
+        let now = ts(Utc::now());
+        // Serialise everything before the transaction starts, so nothing can fail half-way for
+        // a reason other than the database itself (which rolls the whole page back).
+        struct AccountRow<'a> {
+            a: &'a Account,
+            identity: &'static str,
+            force: Option<&'a str>,
+            verdict: String,
+            signals: String,
+        }
+        let accounts = page
+            .accounts
+            .iter()
+            .map(|u| {
+                Ok(AccountRow {
+                    a: &u.account,
+                    identity: u.verdict.identity.as_str(),
+                    force: u.verdict.force.as_deref(),
+                    verdict: to_json(&u.verdict, "identity verdict")?,
+                    signals: to_json(&u.post_signals, "post signals")?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        struct HitRow<'a> {
+            h: &'a NewHit,
+            text: String,
+            categories: String,
+            severity: &'static str,
+            classification: String,
+            identity: String,
+        }
+        let hits = page
+            .hits
+            .iter()
+            .map(|h| {
+                let cats: Vec<&str> = h.classification.categories.iter().map(|c| c.as_str()).collect();
+                Ok(HitRow {
+                    h,
+                    text: h.post.full_text().into_owned(),
+                    categories: to_json(&cats, "categories")?,
+                    severity: hit_severity(&h.classification).as_str(),
+                    classification: to_json(&h.classification, "classification")?,
+                    identity: to_json(&h.verdict, "identity verdict")?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        for r in &accounts {
+            sqlx::query(
+                "INSERT INTO accounts (platform, platform_id, handle, display_name, profile_url, identity, force, \
+                 verdict, post_signals, first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (platform, platform_id) DO UPDATE SET handle = excluded.handle, \
+                 display_name = excluded.display_name, profile_url = excluded.profile_url, \
+                 identity = excluded.identity, force = excluded.force, verdict = excluded.verdict, \
+                 post_signals = excluded.post_signals, last_seen = excluded.last_seen",
+            )
+            .bind(&r.a.platform)
+            .bind(&r.a.platform_id)
+            .bind(&r.a.handle)
+            .bind(&r.a.display_name)
+            .bind(&r.a.profile_url)
+            .bind(r.identity)
+            .bind(r.force)
+            .bind(&r.verdict)
+            .bind(&r.signals)
+            .bind(&now)
+            .bind(&now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let mut new_hits = 0u64;
+        for r in &hits {
+            let h = r.h;
+            let done = sqlx::query(
+                "INSERT INTO hits (source, platform, post_platform_id, account_platform_id, account_handle, \
+                 account_display_name, profile_url, force, post_url, post_created_at, retrieved_at, text, \
+                 categories, severity, classification, identity) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (platform, post_platform_id, account_platform_id) DO NOTHING",
+            )
+            .bind(&h.source)
+            .bind(&h.post.platform)
+            .bind(&h.post.platform_id)
+            .bind(&h.account.platform_id)
+            .bind(&h.account.handle)
+            .bind(&h.account.display_name)
+            .bind(&h.account.profile_url)
+            .bind(&h.verdict.force)
+            .bind(&h.post.url)
+            .bind(ts(h.post.created_at))
+            .bind(ts(h.retrieved_at))
+            .bind(&r.text)
+            .bind(&r.categories)
+            .bind(r.severity)
+            .bind(&r.classification)
+            .bind(&r.identity)
+            .execute(&mut *tx)
+            .await?;
+            new_hits += done.rows_affected();
+        }
+        if let Some(cursor) = &page.cursor {
+            sqlx::query(
+                "INSERT INTO source_state (source, cursor, cursor_at) VALUES (?, ?, ?) \
+                 ON CONFLICT (source) DO UPDATE SET cursor = excluded.cursor, cursor_at = excluded.cursor_at",
+            )
+            .bind(&page.source)
+            .bind(cursor)
+            .bind(&now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(new_hits)
     }
+
     pub async fn begin_run(&self) -> Result<i64> {
-        Ok(0)
+        let (id,): (i64,) = sqlx::query_as("INSERT INTO scan_runs (started_at) VALUES (?) RETURNING id")
+            .bind(ts(Utc::now()))
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(id)
     }
+
     /// Record a source's outcome in a run (also updates its last success / last error).
-    pub async fn record_source(&self, _run: i64, _summary: &SourceSummary) -> Result<()> {
+    pub async fn record_source(&self, run: i64, summary: &SourceSummary) -> Result<()> {
+        let now = ts(Utc::now());
+        let error = summary.error.as_deref().map(clip);
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let exists: Option<(i64,)> =
+            sqlx::query_as("SELECT id FROM scan_runs WHERE id = ?").bind(run).fetch_optional(&mut *tx).await?;
+        if exists.is_none() {
+            return Err(StoreError::RunNotFound(run));
+        }
+        sqlx::query(
+            "INSERT INTO run_sources (run_id, source, accounts_seen, identified, posts_read, hits, errors, error, recorded_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (run_id, source) DO UPDATE SET accounts_seen = excluded.accounts_seen, \
+             identified = excluded.identified, posts_read = excluded.posts_read, hits = excluded.hits, \
+             errors = excluded.errors, error = excluded.error, recorded_at = excluded.recorded_at",
+        )
+        .bind(run)
+        .bind(&summary.source)
+        .bind(count(summary.accounts_seen))
+        .bind(count(summary.identified))
+        .bind(count(summary.posts_read))
+        .bind(count(summary.hits))
+        .bind(count(summary.errors))
+        .bind(&error)
+        .bind(&now)
+        .execute(&mut *tx)
+        .await?;
+        match &error {
+            Some(error) => {
+                sqlx::query(
+                    "INSERT INTO source_state (source, last_error, last_error_at) VALUES (?, ?, ?) \
+                     ON CONFLICT (source) DO UPDATE SET last_error = excluded.last_error, \
+                     last_error_at = excluded.last_error_at",
+                )
+                .bind(&summary.source)
+                .bind(error)
+                .bind(&now)
+                .execute(&mut *tx)
+                .await?;
+            }
+            None => {
+                sqlx::query(
+                    "INSERT INTO source_state (source, last_success) VALUES (?, ?) \
+                     ON CONFLICT (source) DO UPDATE SET last_success = excluded.last_success",
+                )
+                .bind(&summary.source)
+                .bind(&now)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
         Ok(())
     }
-    pub async fn finish_run(&self, _run: i64) -> Result<()> {
+
+    pub async fn finish_run(&self, run: i64) -> Result<()> {
+        let done = sqlx::query("UPDATE scan_runs SET finished_at = ? WHERE id = ?")
+            .bind(ts(Utc::now()))
+            .bind(run)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::RunNotFound(run));
+        }
         Ok(())
     }
-    pub async fn list_hits(&self, _filter: &HitFilter) -> Result<Vec<HitRecord>> {
-        Ok(vec![])
+
+    /// Hits matching `filter`, newest post first.
+    pub async fn list_hits(&self, filter: &HitFilter) -> Result<Vec<HitRecord>> {
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(format!("SELECT {HIT_COLUMNS} FROM hits h WHERE 1 = 1"));
+        if let Some(status) = filter.status {
+            q.push(" AND h.status = ").push_bind(status.as_str());
+        }
+        if let Some(force) = &filter.force {
+            q.push(" AND h.force = ").push_bind(force.clone());
+        }
+        if let Some(category) = filter.category {
+            q.push(" AND EXISTS (SELECT 1 FROM json_each(h.categories) c WHERE c.value = ")
+                .push_bind(category.as_str())
+                .push(")");
+        }
+        if let Some(since) = filter.since {
+            q.push(" AND h.post_created_at >= ").push_bind(ts(since));
+        }
+        q.push(" ORDER BY h.post_created_at DESC, h.id DESC");
+        if let Some(limit) = filter.limit {
+            q.push(" LIMIT ").push_bind(i64::from(limit));
+        }
+        let rows = q.build().fetch_all(&self.pool).await?;
+        rows.iter().map(hit_from_row).collect()
     }
+
     pub async fn get_hit(&self, id: i64) -> Result<HitRecord> {
-        Err(StoreError::HitNotFound(id))
+        let row =
+            sqlx::query(&format!("SELECT {HIT_COLUMNS} FROM hits WHERE id = ?")).bind(id).fetch_optional(&self.pool).await?;
+        match row {
+            Some(row) => hit_from_row(&row),
+            None => Err(StoreError::HitNotFound(id)),
+        }
     }
+
     /// Record a review decision (append-only log) and set the hit's status.
-    pub async fn review_hit(&self, _id: i64, _status: ReviewStatus, _note: &str, _reviewer: &str) -> Result<()> {
+    pub async fn review_hit(&self, id: i64, status: ReviewStatus, note: &str, reviewer: &str) -> Result<()> {
+        let now = ts(Utc::now());
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let done = sqlx::query("UPDATE hits SET status = ?, status_at = ? WHERE id = ?")
+            .bind(status.as_str())
+            .bind(&now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::HitNotFound(id));
+        }
+        sqlx::query("INSERT INTO review_log (hit_id, reviewer, status, note, at) VALUES (?, ?, ?, ?, ?)")
+            .bind(id)
+            .bind(reviewer)
+            .bind(status.as_str())
+            .bind(note)
+            .bind(&now)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
         Ok(())
     }
+
+    /// A hit's review log, oldest first.
+    pub async fn review_log(&self, id: i64) -> Result<Vec<ReviewEntry>> {
+        let rows = sqlx::query("SELECT id, hit_id, reviewer, status, note, at FROM review_log WHERE hit_id = ? ORDER BY id")
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let entry: i64 = row.try_get("id")?;
+                let what = |c: &str| format!("review_log {entry}, column {c}");
+                Ok(ReviewEntry {
+                    id: entry,
+                    hit_id: row.try_get("hit_id")?,
+                    reviewer: row.try_get("reviewer")?,
+                    status: ReviewStatus::from_str(&row.try_get::<String, _>("status")?)
+                        .map_err(|detail| StoreError::Corrupt { what: what("status"), detail })?,
+                    note: row.try_get("note")?,
+                    at: parse_ts(&row.try_get::<String, _>("at")?, || what("at"))?,
+                })
+            })
+            .collect()
+    }
+
     /// Every hit not yet in a sent digest, ordered by force, account handle, post time.
+    /// Hits of an unknown force come last.
     pub async fn unsent_hits(&self) -> Result<Vec<HitRecord>> {
-        Ok(vec![])
+        let rows = sqlx::query(&format!(
+            "SELECT {HIT_COLUMNS} FROM hits WHERE digest_id IS NULL \
+             ORDER BY force IS NULL, force, account_handle, post_created_at, id"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(hit_from_row).collect()
     }
+
     /// Scan runs that finished since the last digest was sent (all runs when none was), newest
-    /// first: the digest's coverage section.
+    /// first: the digest's coverage section. A run that started since then and never finished
+    /// (a crash) is included too, with no finish time, so silence is never mistaken for
+    /// coverage.
     pub async fn runs_since_last_digest(&self) -> Result<Vec<RunReport>> {
-        Ok(vec![])
+        self.load_runs(
+            "WITH last AS (SELECT max(sent_at) AS t FROM digests WHERE state = 'sent') \
+             SELECT r.id, r.started_at, r.finished_at FROM scan_runs r, last \
+             WHERE last.t IS NULL OR r.finished_at > last.t OR (r.finished_at IS NULL AND r.started_at > last.t) \
+             ORDER BY r.id DESC",
+        )
+        .await
     }
+
+    async fn load_runs(&self, sql: &str) -> Result<Vec<RunReport>> {
+        let rows = sqlx::query(sql).fetch_all(&self.pool).await?;
+        let mut runs = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let id: i64 = row.try_get("id")?;
+            let what = |c: &str| format!("scan run {id}, column {c}");
+            let started_at = parse_ts(&row.try_get::<String, _>("started_at")?, || what("started_at"))?;
+            let finished_at = opt_ts(row, "finished_at", what)?;
+            let summaries = sqlx::query(
+                "SELECT source, accounts_seen, identified, posts_read, hits, errors, error FROM run_sources \
+                 WHERE run_id = ? ORDER BY id",
+            )
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|s| {
+                Ok(SourceSummary {
+                    source: s.try_get("source")?,
+                    accounts_seen: ucount(s.try_get("accounts_seen")?),
+                    identified: ucount(s.try_get("identified")?),
+                    posts_read: ucount(s.try_get("posts_read")?),
+                    hits: ucount(s.try_get("hits")?),
+                    errors: ucount(s.try_get("errors")?),
+                    error: s.try_get("error")?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+            runs.push(RunReport { id, started_at, finished_at, summaries });
+        }
+        Ok(runs)
+    }
+
     /// Before handing a message to the transport: record it as pending with the hits it carries
     /// (so a crash between send and mark is visible, never silent). Returns the digest id.
-    pub async fn begin_digest(&self, _route: &str, _recipients: &[String], _message_id: &str, _hit_ids: &[i64]) -> Result<i64> {
-        Ok(0)
+    /// Fails with [`StoreError::HitNotFound`] or [`StoreError::AlreadySent`] (nothing recorded)
+    /// when a hit does not exist or was already delivered.
+    pub async fn begin_digest(&self, route: &str, recipients: &[String], message_id: &str, hit_ids: &[i64]) -> Result<i64> {
+        let recipients = to_json(&recipients, "recipients")?;
+        let mut ids: Vec<i64> = Vec::with_capacity(hit_ids.len());
+        for id in hit_ids {
+            if !ids.contains(id) {
+                ids.push(*id);
+            }
+        }
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let (digest,): (i64,) = sqlx::query_as(
+            "INSERT INTO digests (route, recipients, message_id, state, created_at) VALUES (?, ?, ?, 'pending', ?) RETURNING id",
+        )
+        .bind(route)
+        .bind(&recipients)
+        .bind(message_id)
+        .bind(ts(Utc::now()))
+        .fetch_one(&mut *tx)
+        .await?;
+        for id in &ids {
+            let row: Option<(Option<i64>,)> =
+                sqlx::query_as("SELECT digest_id FROM hits WHERE id = ?").bind(id).fetch_optional(&mut *tx).await?;
+            match row {
+                None => return Err(StoreError::HitNotFound(*id)),
+                Some((Some(sent_in),)) => return Err(StoreError::AlreadySent { hit: *id, digest: sent_in }),
+                Some((None,)) => {}
+            }
+            sqlx::query("INSERT INTO digest_hits (digest_id, hit_id) VALUES (?, ?)")
+                .bind(digest)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(digest)
     }
+
     /// The transport accepted digest `id`: mark it sent and its hits as sent, in one transaction.
-    pub async fn digest_sent(&self, _id: i64) -> Result<()> {
+    /// Marking an already sent digest again changes nothing.
+    pub async fn digest_sent(&self, id: i64) -> Result<()> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let state: Option<(String,)> =
+            sqlx::query_as("SELECT state FROM digests WHERE id = ?").bind(id).fetch_optional(&mut *tx).await?;
+        match state {
+            None => return Err(StoreError::DigestNotFound(id)),
+            Some((s,)) if s == "sent" => return Ok(()),
+            Some(_) => {}
+        }
+        sqlx::query("UPDATE digests SET state = 'sent', sent_at = ? WHERE id = ?")
+            .bind(ts(Utc::now()))
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        let marked = sqlx::query(
+            "UPDATE hits SET digest_id = ?1 WHERE digest_id IS NULL AND id IN (SELECT hit_id FROM digest_hits WHERE digest_id = ?1)",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let (carried,): (i64,) =
+            sqlx::query_as("SELECT count(*) FROM digest_hits WHERE digest_id = ?").bind(id).fetch_one(&mut *tx).await?;
+        tx.commit().await?;
+        if ucount(carried) != marked {
+            warn!(digest = id, carried, marked, "some hits of this digest had already been delivered by another digest");
+        }
         Ok(())
     }
-    /// The transport refused digest `id`: record the error; its hits stay unsent.
-    pub async fn digest_failed(&self, _id: i64, _error: &str) -> Result<()> {
+
+    /// The transport refused digest `id`: record the error; its hits stay unsent. A digest
+    /// already marked sent stays sent (the error is logged, not recorded).
+    pub async fn digest_failed(&self, id: i64, error: &str) -> Result<()> {
+        let done = sqlx::query("UPDATE digests SET state = 'failed', error = ?, failed_at = ? WHERE id = ? AND state != 'sent'")
+            .bind(clip(error))
+            .bind(ts(Utc::now()))
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            let exists: Option<(i64,)> =
+                sqlx::query_as("SELECT id FROM digests WHERE id = ?").bind(id).fetch_optional(&self.pool).await?;
+            if exists.is_none() {
+                return Err(StoreError::DigestNotFound(id));
+            }
+            warn!(digest = id, error, "a failure was reported for a digest already marked sent; it stays sent");
+        }
         Ok(())
     }
+
+    /// Digests recorded as pending and never marked sent or failed, oldest first: resend each
+    /// with the same Message-ID, then mark it.
+    pub async fn pending_digests(&self) -> Result<Vec<PendingDigest>> {
+        let rows =
+            sqlx::query("SELECT id, route, recipients, message_id, created_at FROM digests WHERE state = 'pending' ORDER BY id")
+                .fetch_all(&self.pool)
+                .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let id: i64 = row.try_get("id")?;
+            let what = |c: &str| format!("digest {id}, column {c}");
+            let hit_ids: Vec<i64> =
+                sqlx::query_as::<_, (i64,)>("SELECT hit_id FROM digest_hits WHERE digest_id = ? ORDER BY rowid")
+                    .bind(id)
+                    .fetch_all(&self.pool)
+                    .await?
+                    .into_iter()
+                    .map(|r| r.0)
+                    .collect();
+            out.push(PendingDigest {
+                id,
+                route: row.try_get("route")?,
+                recipients: parse_json(&row.try_get::<String, _>("recipients")?, || what("recipients"))?,
+                message_id: row.try_get("message_id")?,
+                created_at: parse_ts(&row.try_get::<String, _>("created_at")?, || what("created_at"))?,
+                hit_ids,
+            });
+        }
+        Ok(out)
+    }
+
     /// Apply retention: delete hits older than `retention.days`, and the post text and evidence
     /// of hits dismissed more than `retention.dismissed_days` ago. Returns rows affected.
-    pub async fn purge_expired(&self, _retention: &crate::config::Retention, _now: DateTime<Utc>) -> Result<u64> {
-        Ok(0)
+    pub async fn purge_expired(&self, retention: &crate::config::Retention, now: DateTime<Utc>) -> Result<u64> {
+        Ok(self.purge(retention, now).await?.total())
     }
+
+    /// [`Store::purge_expired`] with the counts of each kind. Ages count from when a hit was
+    /// retrieved (held data) and from when it was dismissed; the pass is one transaction and
+    /// writes an audit entry.
+    pub async fn purge(&self, retention: &crate::config::Retention, now: DateTime<Utc>) -> Result<PurgeReport> {
+        let all_cutoff = ts(now - chrono::Duration::days(i64::from(retention.days)));
+        let dismissed_cutoff = ts(now - chrono::Duration::days(i64::from(retention.dismissed_days)));
+        let mut report = PurgeReport::default();
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        report.hits_deleted =
+            sqlx::query("DELETE FROM hits WHERE retrieved_at < ?").bind(&all_cutoff).execute(&mut *tx).await?.rows_affected();
+        let rows = sqlx::query(
+            "SELECT id, classification, identity FROM hits \
+             WHERE status = 'dismissed' AND status_at < ? AND evidence_purged_at IS NULL",
+        )
+        .bind(&dismissed_cutoff)
+        .fetch_all(&mut *tx)
+        .await?;
+        for row in &rows {
+            let id: i64 = row.try_get("id")?;
+            let classification = blank_classification(&row.try_get::<String, _>("classification")?);
+            let identity = blank_identity(&row.try_get::<String, _>("identity")?);
+            sqlx::query("UPDATE hits SET text = '', classification = ?, identity = ?, evidence_purged_at = ? WHERE id = ?")
+                .bind(to_json(&classification, "classification")?)
+                .bind(identity)
+                .bind(ts(now))
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            report.hits_blanked += 1;
+        }
+        report.accounts_deleted = sqlx::query(
+            "DELETE FROM accounts WHERE last_seen < ? AND NOT EXISTS \
+             (SELECT 1 FROM hits h WHERE h.platform = accounts.platform AND h.account_platform_id = accounts.platform_id)",
+        )
+        .bind(&all_cutoff)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        sqlx::query("INSERT INTO audit (at, actor, action, detail) VALUES (?, 'retention', 'purge', ?)")
+            .bind(ts(Utc::now()))
+            .bind(format!(
+                "deleted {} hit(s) retrieved over {} days ago, blanked text and evidence of {} hit(s) dismissed over {} days ago, deleted {} account(s)",
+                report.hits_deleted, retention.days, report.hits_blanked, retention.dismissed_days, report.accounts_deleted
+            ))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        info!(
+            hits_deleted = report.hits_deleted,
+            hits_blanked = report.hits_blanked,
+            accounts_deleted = report.accounts_deleted,
+            "retention applied"
+        );
+        Ok(report)
+    }
+
+    /// Append an entry to the audit trail.
+    pub async fn audit(&self, actor: &str, action: &str, detail: &str) -> Result<()> {
+        sqlx::query("INSERT INTO audit (at, actor, action, detail) VALUES (?, ?, ?, ?)")
+            .bind(ts(Utc::now()))
+            .bind(actor)
+            .bind(action)
+            .bind(detail)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The newest `limit` audit entries, newest first.
+    pub async fn audit_log(&self, limit: u32) -> Result<Vec<AuditEntry>> {
+        let rows = sqlx::query("SELECT id, at, actor, action, detail FROM audit ORDER BY id DESC LIMIT ?")
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let id: i64 = row.try_get("id")?;
+                Ok(AuditEntry {
+                    id,
+                    at: parse_ts(&row.try_get::<String, _>("at")?, || format!("audit {id}, column at"))?,
+                    actor: row.try_get("actor")?,
+                    action: row.try_get("action")?,
+                    detail: row.try_get("detail")?,
+                })
+            })
+            .collect()
+    }
+
     pub async fn status(&self) -> Result<StatusReport> {
-        Ok(StatusReport { runs: vec![], sources: vec![], unsent_hits: 0, database_bytes: 0 })
+        let runs = self
+            .load_runs(&format!("SELECT id, started_at, finished_at FROM scan_runs ORDER BY id DESC LIMIT {STATUS_RUNS}"))
+            .await?;
+        let rows =
+            sqlx::query("SELECT source, cursor, last_success, last_error, last_error_at FROM source_state ORDER BY source")
+                .fetch_all(&self.pool)
+                .await?;
+        let sources = rows
+            .iter()
+            .map(|row| {
+                let source: String = row.try_get("source")?;
+                let what = |c: &str| format!("source_state {source}, column {c}");
+                Ok(SourceState {
+                    cursor: row.try_get("cursor")?,
+                    last_success: opt_ts(row, "last_success", what)?,
+                    last_error: row.try_get("last_error")?,
+                    last_error_at: opt_ts(row, "last_error_at", what)?,
+                    source: source.clone(),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let (unsent,): (i64,) = sqlx::query_as("SELECT count(*) FROM hits WHERE digest_id IS NULL").fetch_one(&self.pool).await?;
+        let database_bytes = file_len(&self.path) + file_len(&with_suffix(&self.path, "-wal"));
+        Ok(StatusReport { runs, sources, unsent_hits: ucount(unsent), database_bytes })
     }
 }
+
+/// A classification with the evidence words and spans removed (rule ids, categories and
+/// severities stay). A stored value that does not parse is replaced by an empty one: retention
+/// must never be blocked by a corrupt row.
+fn blank_classification(json: &str) -> Classification {
+    let mut c: Classification = serde_json::from_str(json).unwrap_or_default();
+    for f in &mut c.findings {
+        f.matched.clear();
+        f.spans.clear();
+    }
+    c
+}
+
+/// An identity verdict JSON with the evidence words removed. Input that does not parse becomes
+/// `{}` (read back as [`StoreError::Corrupt`]) rather than keeping words that could not be
+/// blanked.
+fn blank_identity(json: &str) -> String {
+    match serde_json::from_str::<IdentityVerdict>(json) {
+        Ok(mut v) => {
+            for e in &mut v.evidence {
+                e.text.clear();
+            }
+            serde_json::to_string(&v).unwrap_or_else(|_| "{}".into())
+        }
+        Err(_) => "{}".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests;
