@@ -145,7 +145,7 @@ fn planned(to: &[&str], marker: &str) -> PlannedDigest {
     // The Message-ID derives from route + hit ids: give each test its own hit id.
     let id = marker.bytes().fold(7i64, |h, b| (h * 31 + b as i64) % 1_000_000_007);
     let hits = vec![hit(id, Some("Kent Police"), "pc_kent", &text, marker)];
-    let mut plans = digest::plan(&cfg, &hits, &Coverage::default(), Utc::now()).unwrap();
+    let mut plans = digest::plan(&cfg, &hits, &[], &Coverage::default(), Utc::now()).unwrap().messages;
     plans.retain(|p| p.route == "Kent Police");
     assert_eq!(plans.len(), 1);
     plans.pop().unwrap()

@@ -25,7 +25,7 @@ use lettre::Message;
 use sha2::{Digest, Sha256};
 
 use crate::config::Config;
-use crate::store::{HitRecord, Store};
+use crate::store::{HitRecord, PendingDigest, Store};
 
 pub use render::{Coverage, DigestView, Rendered};
 pub use transport::{RetryPolicy, SendError, Transport};
@@ -52,42 +52,84 @@ pub struct PlannedDigest {
     pub hit_ids: Vec<i64>,
     /// `<...>`, deterministic: the same route and hits give the same id.
     pub message_id: String,
+    /// The pending digest this message resends (same recipients, hits and Message-ID), when
+    /// an earlier run recorded it but never learnt whether the transport took it.
+    pub resend_of: Option<i64>,
     pub rendered: Rendered,
 }
 
-/// Plan every message of a digest run: one per route that has hits, plus a "nothing found"
-/// message for every other route when `digest.send_empty` is set. Hits already reserved by an
-/// earlier digest that never completed (a `digest_id` on an unsent hit) are planned again as
-/// their own message, so a resend carries exactly the hits, and the Message-ID, it had.
+/// Every message of one digest run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// Resends of pending digests first (oldest first), then one message per route.
+    pub messages: Vec<PlannedDigest>,
+    /// Pending digests with nothing left to deliver (a "nothing found" message, or hits that
+    /// are gone): recorded as failed instead of resent; this run's messages supersede them.
+    pub stale_pending: Vec<i64>,
+}
+
+/// Plan every message of a digest run.
+///
+/// First, each digest an earlier run recorded as pending but never marked (a crash between
+/// handing it to the transport and marking it) is resent as it was: same recipients, same
+/// hits, same Message-ID, so a mail system that already has it can collapse the copy. Then one
+/// message per route for the remaining unsent hits (each force's hits only to that force's
+/// recipients; unknown or unrouted forces to the default route), plus, when
+/// `digest.send_empty` is set, a "nothing found" message for every route without hits.
 pub fn plan(
     config: &Config,
     hits: &[HitRecord],
+    pending: &[PendingDigest],
     coverage: &Coverage,
     now: DateTime<Utc>,
-) -> anyhow::Result<Vec<PlannedDigest>> {
+) -> anyhow::Result<Plan> {
     let env = render::environment();
     let domain = message_id_domain(&config.mail.from);
-    // (route order, route key, earlier digest) → hits. Forces in config order, default last.
-    let mut groups: BTreeMap<(bool, String, Option<i64>), Vec<&HitRecord>> = BTreeMap::new();
-    for h in hits {
-        let (route, _) = config.routing.route_for(h.force.as_deref());
-        let key = match route {
-            Some(r) => (false, r.to_string(), h.digest_id),
-            None => (true, DEFAULT_ROUTE.to_string(), h.digest_id),
+    let by_id: BTreeMap<i64, &HitRecord> = hits.iter().map(|h| (h.id, h)).collect();
+    let mut reserved: std::collections::HashSet<i64> = std::collections::HashSet::new();
+    let mut out = Plan::default();
+
+    let mut pending: Vec<&PendingDigest> = pending.iter().collect();
+    pending.sort_by_key(|p| p.id);
+    for p in pending {
+        let mut group: Vec<&HitRecord> =
+            p.hit_ids.iter().filter(|id| !reserved.contains(id)).filter_map(|id| by_id.get(id).copied()).collect();
+        if group.is_empty() {
+            out.stale_pending.push(p.id);
+            continue;
+        }
+        group.sort_by_key(|h| h.id);
+        reserved.extend(group.iter().map(|h| h.id));
+        let label = if p.route == DEFAULT_ROUTE { "Default route" } else { p.route.as_str() };
+        let view = DigestView::new(label, &group, coverage, now);
+        let rendered = render::render(&env, &view, &config.digest.subject_prefix)
+            .with_context(|| format!("rendering the resend of digest {} for route {}", p.id, p.route))?;
+        out.messages.push(PlannedDigest {
+            route: p.route.clone(),
+            recipients: p.recipients.clone(),
+            hit_ids: group.iter().map(|h| h.id).collect(),
+            message_id: p.message_id.clone(),
+            resend_of: Some(p.id),
+            rendered,
+        });
+    }
+
+    // (default route last, route key) → hits. Forces in config order, default last.
+    let mut groups: BTreeMap<(bool, String), Vec<&HitRecord>> = BTreeMap::new();
+    for h in hits.iter().filter(|h| !reserved.contains(&h.id)) {
+        let key = match config.routing.route_for(h.force.as_deref()).0 {
+            Some(r) => (false, r.to_string()),
+            None => (true, DEFAULT_ROUTE.to_string()),
         };
         groups.entry(key).or_default().push(h);
     }
     if config.digest.send_empty {
-        let routes =
-            config.routing.forces.keys().map(|k| (false, k.clone())).chain([(true, DEFAULT_ROUTE.to_string())]);
-        for (is_default, route) in routes {
-            if !groups.keys().any(|(d, r, _)| *d == is_default && *r == route) {
-                groups.insert((is_default, route, None), vec![]);
-            }
+        for route in config.routing.forces.keys() {
+            groups.entry((false, route.clone())).or_default();
         }
+        groups.entry((true, DEFAULT_ROUTE.to_string())).or_default();
     }
-    let mut out = Vec::with_capacity(groups.len());
-    for ((is_default, route, _), mut group) in groups {
+    for ((is_default, route), mut group) in groups {
         group.sort_by_key(|h| h.id);
         let recipients = if is_default {
             config.routing.default.clone()
@@ -100,7 +142,7 @@ pub fn plan(
             .with_context(|| format!("rendering the digest for route {route}"))?;
         let hit_ids: Vec<i64> = group.iter().map(|h| h.id).collect();
         let message_id = message_id(&route, &hit_ids, coverage, now, &domain);
-        out.push(PlannedDigest { route, recipients, hit_ids, message_id, rendered });
+        out.messages.push(PlannedDigest { route, recipients, hit_ids, message_id, resend_of: None, rendered });
     }
     Ok(out)
 }
@@ -176,31 +218,38 @@ pub async fn run(
     out: &mut (dyn std::io::Write + Send),
 ) -> anyhow::Result<DigestOutcome> {
     let hits = store.unsent_hits().await.context("reading unsent hits")?;
+    let pending = store.pending_digests().await.context("reading pending digests")?;
     let runs = store.runs_since_last_digest().await.context("reading scan runs for the coverage section")?;
     let coverage = Coverage::from_runs(&runs);
-    let planned = plan(config, &hits, &coverage, Utc::now())?;
+    let plan = plan(config, &hits, &pending, &coverage, Utc::now())?;
     let mut outcome = DigestOutcome::default();
 
     if dry_run {
-        for d in &planned {
+        for d in &plan.messages {
             print_dry_run(out, &config.mail.from, d)?;
         }
         return Ok(outcome);
     }
-    if planned.is_empty() {
+    for id in &plan.stale_pending {
+        store
+            .digest_failed(*id, "not resent: none of its hits is still unsent; superseded by a later digest")
+            .await
+            .with_context(|| format!("closing stale pending digest {id}"))?;
+    }
+    if plan.messages.is_empty() {
         return Ok(outcome);
     }
     let transport = match Transport::from_config(&config.mail) {
         Ok(t) => t,
         Err(e) => {
             // Nothing can be sent: every route fails, every hit stays unsent.
-            for d in &planned {
+            for d in &plan.messages {
                 outcome.failures.push((d.route.clone(), e.to_string()));
             }
             return Ok(outcome);
         }
     };
-    for d in &planned {
+    for d in &plan.messages {
         let msg = match build_message(&config.mail.from, d) {
             Ok(m) => m,
             Err(e) => {
@@ -208,16 +257,26 @@ pub async fn run(
                 continue;
             }
         };
-        let id = store
-            .begin_digest(&d.route, &d.recipients, &d.message_id, &d.hit_ids)
-            .await
-            .with_context(|| format!("recording the pending digest for route {}", d.route))?;
+        let id = match d.resend_of {
+            Some(id) => {
+                tracing::info!(route = %d.route, digest = id, "resending a digest left pending by an earlier run");
+                id
+            }
+            None => match store.begin_digest(&d.route, &d.recipients, &d.message_id, &d.hit_ids).await {
+                Ok(id) => id,
+                Err(e) => {
+                    // Nothing recorded and nothing sent: the hits stay for the next run.
+                    outcome.failures.push((d.route.clone(), format!("not sent, could not record the digest: {e}")));
+                    continue;
+                }
+            },
+        };
         match transport.send(&msg, &d.route).await {
             Ok(delivered) => {
                 tracing::info!(route = %d.route, hits = d.hit_ids.len(), ?delivered, "digest delivered");
                 if let Err(e) = store.digest_sent(id).await {
-                    // Delivered but not marked: the hits stay reserved by a pending digest and
-                    // the next run resends them with the same Message-ID.
+                    // Delivered but not marked: the digest stays pending and the next run
+                    // resends it with the same Message-ID.
                     outcome.failures.push((
                         d.route.clone(),
                         format!(
@@ -244,7 +303,12 @@ pub async fn run(
 }
 
 fn print_dry_run(out: &mut (dyn std::io::Write + Send), from: &str, d: &PlannedDigest) -> anyhow::Result<()> {
-    writeln!(out, "===== digest for route {} (dry run: not sent) =====", d.route)?;
+    match d.resend_of {
+        Some(id) => {
+            writeln!(out, "===== resend of pending digest {id} for route {} (dry run: not sent) =====", d.route)?
+        }
+        None => writeln!(out, "===== digest for route {} (dry run: not sent) =====", d.route)?,
+    }
     writeln!(out, "From: {from}")?;
     writeln!(out, "To: {}", d.recipients.join(", "))?;
     writeln!(out, "Subject: {}", d.rendered.subject)?;
@@ -303,7 +367,7 @@ mod tests {
             hit(4, Some("Essex Police"), "raid at Essex Street"),
             hit(5, Some("Kent Police"), "raid at Kent Street"),
         ];
-        let plans = plan(&cfg, &hits, &Coverage::default(), now()).unwrap();
+        let plans = plan(&cfg, &hits, &[], &Coverage::default(), now()).unwrap().messages;
         let by_route: BTreeMap<&str, &PlannedDigest> = plans.iter().map(|p| (p.route.as_str(), p)).collect();
         assert_eq!(by_route.len(), 3, "{plans:#?}");
         let kent = by_route["Kent Police"];
@@ -333,7 +397,7 @@ mod tests {
     #[test]
     fn empty_routes_get_nothing_found_only_when_configured() {
         let hits = vec![hit(1, Some("Kent Police"), "raid at Elmtree Close")];
-        let plans = plan(&config(true), &hits, &Coverage::default(), now()).unwrap();
+        let plans = plan(&config(true), &hits, &[], &Coverage::default(), now()).unwrap().messages;
         let routes: Vec<&str> = plans.iter().map(|p| p.route.as_str()).collect();
         assert_eq!(routes, vec!["Kent Police", "Thames Valley Police", DEFAULT_ROUTE]);
         let tvp = &plans[1];
@@ -342,41 +406,65 @@ mod tests {
         assert!(tvp.rendered.text.contains("Nothing found"));
 
         let quiet = config(false);
-        let plans = plan(&quiet, &hits, &Coverage::default(), now()).unwrap();
+        let plans = plan(&quiet, &hits, &[], &Coverage::default(), now()).unwrap().messages;
         assert_eq!(plans.len(), 1);
-        assert!(plan(&quiet, &[], &Coverage::default(), now()).unwrap().is_empty());
+        assert!(plan(&quiet, &[], &[], &Coverage::default(), now()).unwrap().messages.is_empty());
     }
 
     #[test]
     fn message_id_is_deterministic_per_route_and_hits() {
         let cfg = config(true);
         let hits = vec![hit(1, Some("Kent Police"), "raid a"), hit(2, Some("Kent Police"), "raid b")];
-        let a = plan(&cfg, &hits, &Coverage::default(), now()).unwrap();
+        let a = plan(&cfg, &hits, &[], &Coverage::default(), now()).unwrap().messages;
         let later = now() + chrono::Duration::hours(30);
         let mut reversed = hits.clone();
         reversed.reverse();
-        let b = plan(&cfg, &reversed, &Coverage::default(), later).unwrap();
+        let b = plan(&cfg, &reversed, &[], &Coverage::default(), later).unwrap().messages;
         assert_eq!(a[0].message_id, b[0].message_id, "a resend carries the same Message-ID");
         assert!(a[0].message_id.starts_with("<digest.") && a[0].message_id.ends_with("@psd.example.police.uk>"));
-        let c = plan(&cfg, &hits[..1], &Coverage::default(), now()).unwrap();
+        let c = plan(&cfg, &hits[..1], &[], &Coverage::default(), now()).unwrap().messages;
         assert_ne!(a[0].message_id, c[0].message_id);
         let ids: std::collections::HashSet<&str> = a.iter().map(|p| p.message_id.as_str()).collect();
         assert_eq!(ids.len(), a.len(), "distinct per route");
     }
 
+    fn pending(id: i64, route: &str, hit_ids: &[i64]) -> PendingDigest {
+        PendingDigest {
+            id,
+            route: route.into(),
+            recipients: vec!["old-kent@example.invalid".into()],
+            message_id: format!("<digest.pending{id}@psd.example.police.uk>"),
+            created_at: now(),
+            hit_ids: hit_ids.to_vec(),
+        }
+    }
+
     #[test]
-    fn hits_of_an_unfinished_digest_are_resent_as_they_were() {
+    fn a_pending_digest_is_resent_as_it_was_and_its_hits_not_twice() {
         let cfg = config(true);
-        let mut old = hit(1, Some("Kent Police"), "raid a");
-        old.digest_id = Some(9);
-        let new = hit(2, Some("Kent Police"), "raid b");
-        let first = plan(&cfg, &[hit(1, Some("Kent Police"), "raid a")], &Coverage::default(), now()).unwrap();
-        let plans = plan(&cfg, &[old, new], &Coverage::default(), now()).unwrap();
-        let kent: Vec<&PlannedDigest> = plans.iter().filter(|p| p.route == "Kent Police").collect();
-        assert_eq!(kent.len(), 2);
-        let resend = kent.iter().find(|p| p.hit_ids == vec![1]).expect("the reserved hit alone");
-        assert_eq!(resend.message_id, first[0].message_id);
-        assert!(kent.iter().any(|p| p.hit_ids == vec![2]));
+        let hits = vec![hit(1, Some("Kent Police"), "raid a"), hit(2, Some("Kent Police"), "raid b")];
+        // Digest 9 reserved hit 1 (and hit 7, since delivered elsewhere); digest 8 has nothing left.
+        let plan = plan(
+            &cfg,
+            &hits,
+            &[pending(9, "Kent Police", &[1, 7]), pending(8, "Kent Police", &[])],
+            &Coverage::default(),
+            now(),
+        )
+        .unwrap();
+        assert_eq!(plan.stale_pending, vec![8]);
+        let resend = &plan.messages[0];
+        assert_eq!(resend.resend_of, Some(9));
+        assert_eq!(resend.hit_ids, vec![1]);
+        assert_eq!(resend.message_id, "<digest.pending9@psd.example.police.uk>", "same Message-ID as first sent");
+        assert_eq!(resend.recipients, vec!["old-kent@example.invalid"], "same recipients as first sent");
+        assert!(resend.rendered.text.contains("[[raid]] a"));
+        let kent: Vec<&PlannedDigest> = plan.messages[1..].iter().filter(|p| p.route == "Kent Police").collect();
+        assert_eq!(kent.len(), 1);
+        assert_eq!(kent[0].hit_ids, vec![2], "a reserved hit is not planned a second time");
+        assert_eq!(kent[0].resend_of, None);
+        let all: Vec<i64> = plan.messages.iter().flat_map(|p| p.hit_ids.iter().copied()).collect();
+        assert_eq!(all.len(), 2, "{all:?}");
     }
 
     #[test]
@@ -384,7 +472,7 @@ mod tests {
         let cfg = config(true);
         let mut h = hit(1, Some("Kent Police"), "raid <b>x</b>");
         h.account_display_name = "Evil\r\nBcc: someone@example.com".into();
-        let plans = plan(&cfg, &[h], &Coverage::default(), now()).unwrap();
+        let plans = plan(&cfg, &[h], &[], &Coverage::default(), now()).unwrap().messages;
         let msg = build_message(&cfg.mail.from, &plans[0]).unwrap();
         let raw = String::from_utf8(msg.formatted()).unwrap();
         let parsed = mail_parser::MessageParser::default().parse(raw.as_bytes()).unwrap();
@@ -404,7 +492,7 @@ mod tests {
     #[test]
     fn bad_recipient_is_an_error_naming_it() {
         let cfg = config(true);
-        let mut plans = plan(&cfg, &[], &Coverage::default(), now()).unwrap();
+        let mut plans = plan(&cfg, &[], &[], &Coverage::default(), now()).unwrap().messages;
         plans[0].recipients = vec!["not an address".into()];
         let err = build_message(&cfg.mail.from, &plans[0]).unwrap_err();
         assert!(format!("{err:#}").contains("not an address"), "{err:#}");
