@@ -250,7 +250,7 @@ pub async fn run(
         }
     };
     for d in &plan.messages {
-        let msg = match build_message(&config.mail.from, d) {
+        let mut msg = match build_message(&config.mail.from, d) {
             Ok(m) => m,
             Err(e) => {
                 outcome.failures.push((d.route.clone(), format!("{e:#}")));
@@ -262,8 +262,22 @@ pub async fn run(
                 tracing::info!(route = %d.route, digest = id, "resending a digest left pending by an earlier run");
                 id
             }
-            None => match store.begin_digest(&d.route, &d.recipients, &d.message_id, &d.hit_ids).await {
-                Ok(id) => id,
+            None => match begin(store, d).await {
+                Ok((id, message_id)) if message_id == d.message_id => id,
+                Ok((id, message_id)) => {
+                    // An earlier, failed attempt at the same hits used this Message-ID: this is
+                    // a new message and gets its own (still derived from the same digest).
+                    match build_message(&config.mail.from, &PlannedDigest { message_id, ..d.clone() }) {
+                        Ok(m) => msg = m,
+                        Err(e) => {
+                            let err = format!("{e:#}");
+                            store.digest_failed(id, &err).await.context("recording a failed digest")?;
+                            outcome.failures.push((d.route.clone(), err));
+                            continue;
+                        }
+                    }
+                    id
+                }
                 Err(e) => {
                     // Nothing recorded and nothing sent: the hits stay for the next run.
                     outcome.failures.push((d.route.clone(), format!("not sent, could not record the digest: {e}")));
@@ -300,6 +314,35 @@ pub async fn run(
         }
     }
     Ok(outcome)
+}
+
+/// Record `d` as pending. A Message-ID already taken by an earlier digest that failed (the same
+/// hits, refused last time) gets a deterministic variant. Returns the digest id and the
+/// Message-ID recorded.
+async fn begin(store: &Store, d: &PlannedDigest) -> Result<(i64, String), crate::store::StoreError> {
+    let mut message_id = d.message_id.clone();
+    for attempt in 1u32.. {
+        match store.begin_digest(&d.route, &d.recipients, &message_id, &d.hit_ids).await {
+            Err(crate::store::StoreError::Sql(sqlx::Error::Database(e)))
+                if e.is_unique_violation() && attempt < 100 =>
+            {
+                message_id = salted_message_id(&d.message_id, attempt);
+            }
+            other => return other.map(|id| (id, message_id)),
+        }
+    }
+    unreachable!("the loop returns")
+}
+
+/// The `n`-th variant of a Message-ID: same domain, a hash of the original and `n`.
+pub fn salted_message_id(message_id: &str, n: u32) -> String {
+    let domain =
+        message_id.trim_end_matches('>').rsplit_once('@').map(|(_, d)| d).unwrap_or("exposure-monitor.invalid");
+    let mut h = Sha256::new();
+    h.update(message_id.as_bytes());
+    h.update(n.to_be_bytes());
+    let hex: String = h.finalize().iter().take(20).map(|b| format!("{b:02x}")).collect();
+    format!("<digest.{hex}@{domain}>")
 }
 
 fn print_dry_run(out: &mut (dyn std::io::Write + Send), from: &str, d: &PlannedDigest) -> anyhow::Result<()> {
