@@ -39,6 +39,10 @@ pub struct DigestOutcome {
     pub failures: Vec<(String, String)>,
 }
 
+/// Most hits in one message: a bigger day is split into parts, so no message grows past what
+/// mail servers accept (each hit's excerpt is at most a few kB in each part).
+pub const MAX_HITS_PER_MESSAGE: usize = 150;
+
 /// Route key of hits whose force is unknown or has no route of its own.
 pub const DEFAULT_ROUTE: &str = "default";
 
@@ -130,19 +134,44 @@ pub fn plan(
         groups.entry((true, DEFAULT_ROUTE.to_string())).or_default();
     }
     for ((is_default, route), mut group) in groups {
-        group.sort_by_key(|h| h.id);
         let recipients = if is_default {
             config.routing.default.clone()
         } else {
             config.routing.forces.get(&route).cloned().unwrap_or_default()
         };
         let label = if is_default { "Default route" } else { route.as_str() };
-        let view = DigestView::new(label, &group, coverage, now);
-        let rendered = render::render(&env, &view, &config.digest.subject_prefix)
-            .with_context(|| format!("rendering the digest for route {route}"))?;
-        let hit_ids: Vec<i64> = group.iter().map(|h| h.id).collect();
-        let message_id = message_id(&route, &hit_ids, coverage, now, &domain);
-        out.messages.push(PlannedDigest { route, recipients, hit_ids, message_id, resend_of: None, rendered });
+        // In reading order, so that a split keeps each account's hits together where it can.
+        group.sort_by(|a, b| {
+            (&a.force, a.account_handle.to_lowercase(), &a.account_platform_id, a.post_created_at, a.id).cmp(&(
+                &b.force,
+                b.account_handle.to_lowercase(),
+                &b.account_platform_id,
+                b.post_created_at,
+                b.id,
+            ))
+        });
+        let parts: Vec<&[&HitRecord]> =
+            if group.is_empty() { vec![&group[..]] } else { group.chunks(MAX_HITS_PER_MESSAGE).collect() };
+        let n = parts.len();
+        for (i, part) in parts.into_iter().enumerate() {
+            let mut view = DigestView::new(label, part, coverage, now);
+            if n > 1 {
+                view.part = Some(format!("part {} of {n}", i + 1));
+            }
+            let rendered = render::render(&env, &view, &config.digest.subject_prefix)
+                .with_context(|| format!("rendering the digest for route {route}"))?;
+            let mut hit_ids: Vec<i64> = part.iter().map(|h| h.id).collect();
+            hit_ids.sort_unstable();
+            let message_id = message_id(&route, &hit_ids, coverage, now, &domain);
+            out.messages.push(PlannedDigest {
+                route: route.clone(),
+                recipients: recipients.clone(),
+                hit_ids,
+                message_id,
+                resend_of: None,
+                rendered,
+            });
+        }
     }
     Ok(out)
 }
@@ -508,6 +537,23 @@ mod tests {
         assert_eq!(kent[0].resend_of, None);
         let all: Vec<i64> = plan.messages.iter().flat_map(|p| p.hit_ids.iter().copied()).collect();
         assert_eq!(all.len(), 2, "{all:?}");
+    }
+
+    #[test]
+    fn a_big_day_is_split_into_parts_that_carry_every_hit_once() {
+        let cfg = config(true);
+        let n = MAX_HITS_PER_MESSAGE as i64 * 2 + 5;
+        let hits: Vec<HitRecord> = (1..=n).map(|i| hit(i, Some("Kent Police"), "raid here")).collect();
+        let plans = plan(&cfg, &hits, &[], &Coverage::default(), now()).unwrap().messages;
+        let kent: Vec<&PlannedDigest> = plans.iter().filter(|p| p.route == "Kent Police").collect();
+        assert_eq!(kent.len(), 3);
+        let mut all: Vec<i64> = kent.iter().flat_map(|p| p.hit_ids.iter().copied()).collect();
+        all.sort_unstable();
+        assert_eq!(all, (1..=n).collect::<Vec<_>>());
+        assert!(kent[0].rendered.subject.contains("(part 1 of 3)"), "{}", kent[0].rendered.subject);
+        assert!(kent[2].rendered.text.contains("(part 3 of 3)"));
+        let ids: std::collections::HashSet<&str> = kent.iter().map(|p| p.message_id.as_str()).collect();
+        assert_eq!(ids.len(), 3);
     }
 
     #[test]

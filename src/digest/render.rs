@@ -367,6 +367,8 @@ pub struct DigestView {
     pub accounts: usize,
     pub forces: Vec<ForceView>,
     pub coverage: Coverage,
+    /// "part 1 of 3" when a route's hits are split over several messages.
+    pub part: Option<String>,
 }
 
 /// Label of a hit whose force is unknown.
@@ -410,6 +412,7 @@ impl DigestView {
             accounts,
             forces,
             coverage: coverage.clone(),
+            part: None,
         }
     }
 
@@ -431,6 +434,10 @@ impl DigestView {
                 self.accounts,
                 plural(self.accounts)
             )
+        };
+        let body = match &self.part {
+            Some(part) => format!("{body} ({part})"),
+            None => body,
         };
         let prefix = one_line(prefix, FIELD_MAX);
         let s = if prefix.is_empty() {
