@@ -371,13 +371,16 @@ pub struct DigestView {
     pub part: Option<String>,
 }
 
+/// A force's hits by account (platform, platform id).
+type ByAccount<'a> = BTreeMap<(String, String), Vec<&'a HitRecord>>;
+
 /// Label of a hit whose force is unknown.
 pub const UNKNOWN_FORCE: &str = "Force not identified";
 
 impl DigestView {
     /// Group `hits` by force, then account (platform + platform id), then post time.
     pub fn new(route: &str, hits: &[&HitRecord], coverage: &Coverage, now: DateTime<Utc>) -> DigestView {
-        let mut forces: BTreeMap<(bool, String), BTreeMap<(String, String), Vec<&HitRecord>>> = BTreeMap::new();
+        let mut forces: BTreeMap<(bool, String), ByAccount<'_>> = BTreeMap::new();
         for h in hits {
             let force = h.force.as_deref().map(|f| one_line(f, FIELD_MAX));
             let key = (force.is_none(), force.unwrap_or_else(|| UNKNOWN_FORCE.to_string()));
