@@ -1,12 +1,34 @@
 //! Digest: turn unsent hits into one message per PSD route and hand it to a mail transport.
 //!
-//! Owns grouping (force, then account), rendering plain-text and HTML parts with an
-//! auto-escaping template engine (post content is hostile), the coverage section, and the
-//! transports (`file` outbox of `.eml` files, `smtp` via lettre). A hit is marked sent only
-//! after the transport accepted the message that carries it.
+//! # Architecture
+//! [`plan`] is pure: it splits the unsent hits by route (each force's hits only to that force's
+//! recipients, unknown or unrouted forces to the default route), renders each message with
+//! [`render`] (plain text and HTML, minijinja with HTML auto-escaping: post content is hostile)
+//! and gives it a Message-ID derived from the route and its hit ids, so a resend of the same
+//! digest carries the same Message-ID and mail systems can collapse it. [`run`] does the I/O:
+//! for each planned message, `begin_digest` (recorded as pending with its hits) → the
+//! [`transport`] → `digest_sent`, or `digest_failed` and the hits stay unsent for the next run.
+//! A message is built and checked before it is recorded, so a bad address never leaves a
+//! pending digest behind. Nothing from a post or profile ever reaches a header: the subject is
+//! made of counts, the date and the route name from the config.
+
+pub mod render;
+pub mod transport;
+
+use std::collections::BTreeMap;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use lettre::message::header::{HeaderName, HeaderValue};
+use lettre::message::{Mailbox, Mailboxes, MultiPart};
+use lettre::Message;
+use sha2::{Digest, Sha256};
 
 use crate::config::Config;
-use crate::store::Store;
+use crate::store::{HitRecord, PendingDigest, Store};
+
+pub use render::{Coverage, DigestView, Rendered};
+pub use transport::{RetryPolicy, SendError, Transport};
 
 /// What a digest run did, per route.
 #[derive(Debug, Clone, Default)]
@@ -17,12 +39,551 @@ pub struct DigestOutcome {
     pub failures: Vec<(String, String)>,
 }
 
+/// Most hits in one message: a bigger day is split into parts, so no message grows past what
+/// mail servers accept (each hit's excerpt is at most a few kB in each part).
+pub const MAX_HITS_PER_MESSAGE: usize = 150;
+
+/// Route key of hits whose force is unknown or has no route of its own.
+pub const DEFAULT_ROUTE: &str = "default";
+
+/// One message ready to go: who it is for, which hits it carries and what it says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedDigest {
+    /// The force name of the route (a key of `routing.forces`) or [`DEFAULT_ROUTE`].
+    pub route: String,
+    pub recipients: Vec<String>,
+    /// Ids of the hits this message carries, ascending (empty for a "nothing found" message).
+    pub hit_ids: Vec<i64>,
+    /// `<...>`, deterministic: the same route and hits give the same id.
+    pub message_id: String,
+    /// The pending digest this message resends (same recipients, hits and Message-ID), when
+    /// an earlier run recorded it but never learnt whether the transport took it.
+    pub resend_of: Option<i64>,
+    pub rendered: Rendered,
+}
+
+/// Every message of one digest run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// Resends of pending digests first (oldest first), then one message per route.
+    pub messages: Vec<PlannedDigest>,
+    /// Pending digests with nothing left to deliver (a "nothing found" message, or hits that
+    /// are gone): recorded as failed instead of resent; this run's messages supersede them.
+    pub stale_pending: Vec<i64>,
+}
+
+/// Plan every message of a digest run.
+///
+/// First, each digest an earlier run recorded as pending but never marked (a crash between
+/// handing it to the transport and marking it) is resent as it was: same recipients, same
+/// hits, same Message-ID, so a mail system that already has it can collapse the copy. Then one
+/// message per route for the remaining unsent hits (each force's hits only to that force's
+/// recipients; unknown or unrouted forces to the default route), plus, when
+/// `digest.send_empty` is set, a "nothing found" message for every route without hits.
+pub fn plan(
+    config: &Config,
+    hits: &[HitRecord],
+    pending: &[PendingDigest],
+    coverage: &Coverage,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Plan> {
+    let env = render::environment();
+    let domain = message_id_domain(&config.mail.from);
+    let by_id: BTreeMap<i64, &HitRecord> = hits.iter().map(|h| (h.id, h)).collect();
+    let mut reserved: std::collections::HashSet<i64> = std::collections::HashSet::new();
+    let mut out = Plan::default();
+
+    let mut pending: Vec<&PendingDigest> = pending.iter().collect();
+    pending.sort_by_key(|p| p.id);
+    for p in pending {
+        let mut group: Vec<&HitRecord> =
+            p.hit_ids.iter().filter(|id| !reserved.contains(id)).filter_map(|id| by_id.get(id).copied()).collect();
+        if group.is_empty() {
+            out.stale_pending.push(p.id);
+            continue;
+        }
+        group.sort_by_key(|h| h.id);
+        reserved.extend(group.iter().map(|h| h.id));
+        let label = if p.route == DEFAULT_ROUTE { "Default route" } else { p.route.as_str() };
+        let view = DigestView::new(label, &group, coverage, now);
+        let rendered = render::render(&env, &view, &config.digest.subject_prefix)
+            .with_context(|| format!("rendering the resend of digest {} for route {}", p.id, p.route))?;
+        out.messages.push(PlannedDigest {
+            route: p.route.clone(),
+            recipients: p.recipients.clone(),
+            hit_ids: group.iter().map(|h| h.id).collect(),
+            message_id: p.message_id.clone(),
+            resend_of: Some(p.id),
+            rendered,
+        });
+    }
+
+    // (default route last, route key) → hits. Forces in config order, default last.
+    let mut groups: BTreeMap<(bool, String), Vec<&HitRecord>> = BTreeMap::new();
+    for h in hits.iter().filter(|h| !reserved.contains(&h.id)) {
+        let key = match config.routing.route_for(h.force.as_deref()).0 {
+            Some(r) => (false, r.to_string()),
+            None => (true, DEFAULT_ROUTE.to_string()),
+        };
+        groups.entry(key).or_default().push(h);
+    }
+    if config.digest.send_empty {
+        for route in config.routing.forces.keys() {
+            groups.entry((false, route.clone())).or_default();
+        }
+        groups.entry((true, DEFAULT_ROUTE.to_string())).or_default();
+    }
+    for ((is_default, route), mut group) in groups {
+        let recipients = if is_default {
+            config.routing.default.clone()
+        } else {
+            config.routing.forces.get(&route).cloned().unwrap_or_default()
+        };
+        let label = if is_default { "Default route" } else { route.as_str() };
+        // In reading order, so that a split keeps each account's hits together where it can.
+        group.sort_by(|a, b| {
+            (&a.force, a.account_handle.to_lowercase(), &a.account_platform_id, a.post_created_at, a.id).cmp(&(
+                &b.force,
+                b.account_handle.to_lowercase(),
+                &b.account_platform_id,
+                b.post_created_at,
+                b.id,
+            ))
+        });
+        let parts: Vec<&[&HitRecord]> =
+            if group.is_empty() { vec![&group[..]] } else { group.chunks(MAX_HITS_PER_MESSAGE).collect() };
+        let n = parts.len();
+        for (i, part) in parts.into_iter().enumerate() {
+            let mut view = DigestView::new(label, part, coverage, now);
+            if n > 1 {
+                view.part = Some(format!("part {} of {n}", i + 1));
+            }
+            let rendered = render::render(&env, &view, &config.digest.subject_prefix)
+                .with_context(|| format!("rendering the digest for route {route}"))?;
+            let mut hit_ids: Vec<i64> = part.iter().map(|h| h.id).collect();
+            hit_ids.sort_unstable();
+            let message_id = message_id(&route, &hit_ids, coverage, now, &domain);
+            out.messages.push(PlannedDigest {
+                route: route.clone(),
+                recipients: recipients.clone(),
+                hit_ids,
+                message_id,
+                resend_of: None,
+                rendered,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The Message-ID of a digest: a SHA-256 of the route and its hit ids, so every resend of the
+/// same digest carries the same one. A "nothing found" message has no hits: it is keyed by the
+/// scan runs it covers (or the day, when none ran).
+pub fn message_id(route: &str, hit_ids: &[i64], coverage: &Coverage, now: DateTime<Utc>, domain: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(b"exposure-monitor digest v1\0");
+    h.update(route.as_bytes());
+    h.update(b"\0");
+    if hit_ids.is_empty() {
+        h.update(b"empty\0");
+        match (&coverage.first_run, &coverage.last_run) {
+            (Some(first), Some(last)) if coverage.runs > 0 => {
+                h.update(format!("{}\0{first}\0{last}", coverage.runs).as_bytes());
+            }
+            _ => h.update(now.format("%Y-%m-%d").to_string().as_bytes()),
+        }
+    } else {
+        let mut ids = hit_ids.to_vec();
+        ids.sort_unstable();
+        for id in ids {
+            h.update(id.to_be_bytes());
+        }
+    }
+    let hex: String = h.finalize().iter().take(20).map(|b| format!("{b:02x}")).collect();
+    format!("<digest.{hex}@{domain}>")
+}
+
+/// The domain of the From address, for Message-IDs.
+fn message_id_domain(from: &str) -> String {
+    from.parse::<Mailbox>()
+        .map(|m| m.email.domain().to_string())
+        .ok()
+        .filter(|d| !d.is_empty() && d.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-'))
+        .unwrap_or_else(|| "exposure-monitor.invalid".to_string())
+}
+
+/// Build the RFC 5322 message of a planned digest: From, To (the route's recipients only),
+/// Subject, a deterministic Message-ID, and multipart/alternative text + HTML.
+pub fn build_message(from: &str, digest: &PlannedDigest) -> anyhow::Result<Message> {
+    let from: Mailbox = from.parse().with_context(|| format!("mail.from `{from}` is not a valid address"))?;
+    if digest.recipients.is_empty() {
+        anyhow::bail!("route {} has no recipients", digest.route);
+    }
+    let mut to = Mailboxes::new();
+    for r in &digest.recipients {
+        let mb: Mailbox =
+            r.parse().with_context(|| format!("recipient `{r}` of route {} is not a valid address", digest.route))?;
+        to.push(mb);
+    }
+    let mut builder = Message::builder()
+        .from(from)
+        .mailbox(lettre::message::header::To::from(to))
+        .subject(digest.rendered.subject.clone())
+        .message_id(Some(digest.message_id.clone()))
+        .date_now()
+        .user_agent(format!("exposure-monitor/{}", env!("CARGO_PKG_VERSION")));
+    builder = builder
+        .raw_header(HeaderValue::new(HeaderName::new_from_ascii_str("Auto-Submitted"), "auto-generated".to_string()));
+    builder
+        .multipart(MultiPart::alternative_plain_html(digest.rendered.text.clone(), digest.rendered.html.clone()))
+        .with_context(|| format!("building the message for route {}", digest.route))
+}
+
 /// Build and send (or, with `dry_run`, print to `out`) the digest of every unsent hit.
 pub async fn run(
-    _config: &Config,
-    _store: &Store,
-    _dry_run: bool,
-    _out: &mut (dyn std::io::Write + Send),
+    config: &Config,
+    store: &Store,
+    dry_run: bool,
+    out: &mut (dyn std::io::Write + Send),
 ) -> anyhow::Result<DigestOutcome> {
-    Ok(DigestOutcome::default())
+    let hits = store.unsent_hits().await.context("reading unsent hits")?;
+    let pending = store.pending_digests().await.context("reading pending digests")?;
+    let runs = store.runs_since_last_digest().await.context("reading scan runs for the coverage section")?;
+    let coverage = Coverage::from_runs(&runs);
+    let plan = plan(config, &hits, &pending, &coverage, Utc::now())?;
+    let mut outcome = DigestOutcome::default();
+
+    if dry_run {
+        for d in &plan.messages {
+            print_dry_run(out, &config.mail.from, d)?;
+        }
+        return Ok(outcome);
+    }
+    for id in &plan.stale_pending {
+        store
+            .digest_failed(*id, "not resent: none of its hits is still unsent; superseded by a later digest")
+            .await
+            .with_context(|| format!("closing stale pending digest {id}"))?;
+    }
+    if plan.messages.is_empty() {
+        return Ok(outcome);
+    }
+    let transport = match Transport::from_config(&config.mail) {
+        Ok(t) => t,
+        Err(e) => {
+            // Nothing can be sent: every route fails, every hit stays unsent.
+            for d in &plan.messages {
+                outcome.failures.push((d.route.clone(), e.to_string()));
+            }
+            return Ok(outcome);
+        }
+    };
+    for d in &plan.messages {
+        let mut msg = match build_message(&config.mail.from, d) {
+            Ok(m) => m,
+            Err(e) => {
+                outcome.failures.push((d.route.clone(), format!("{e:#}")));
+                continue;
+            }
+        };
+        let id = match d.resend_of {
+            Some(id) => {
+                tracing::info!(route = %d.route, digest = id, "resending a digest left pending by an earlier run");
+                id
+            }
+            None => match begin(store, d).await {
+                Ok((id, message_id)) if message_id == d.message_id => id,
+                Ok((id, message_id)) => {
+                    // An earlier, failed attempt at the same hits used this Message-ID: this is
+                    // a new message and gets its own (still derived from the same digest).
+                    match build_message(&config.mail.from, &PlannedDigest { message_id, ..d.clone() }) {
+                        Ok(m) => msg = m,
+                        Err(e) => {
+                            let err = format!("{e:#}");
+                            store.digest_failed(id, &err).await.context("recording a failed digest")?;
+                            outcome.failures.push((d.route.clone(), err));
+                            continue;
+                        }
+                    }
+                    id
+                }
+                Err(e) => {
+                    // Nothing recorded and nothing sent: the hits stay for the next run.
+                    outcome.failures.push((d.route.clone(), format!("not sent, could not record the digest: {e}")));
+                    continue;
+                }
+            },
+        };
+        match transport.send(&msg, &d.route).await {
+            Ok(delivered) => {
+                tracing::info!(route = %d.route, hits = d.hit_ids.len(), ?delivered, "digest delivered");
+                if let Err(e) = store.digest_sent(id).await {
+                    // Delivered but not marked: the digest stays pending and the next run
+                    // resends it with the same Message-ID.
+                    outcome.failures.push((
+                        d.route.clone(),
+                        format!(
+                            "delivered, but could not be marked sent ({e}); it will be resent with the same Message-ID"
+                        ),
+                    ));
+                    continue;
+                }
+                outcome.messages_sent += 1;
+                outcome.hits_sent += d.hit_ids.len();
+            }
+            Err(e) => {
+                let err = e.to_string();
+                tracing::warn!(route = %d.route, error = %err, "digest not delivered; its hits stay unsent");
+                store
+                    .digest_failed(id, &err)
+                    .await
+                    .with_context(|| format!("recording the failed digest for route {}", d.route))?;
+                outcome.failures.push((d.route.clone(), err));
+            }
+        }
+    }
+    Ok(outcome)
+}
+
+/// Record `d` as pending. A Message-ID already taken by an earlier digest that failed (the same
+/// hits, refused last time) gets a deterministic variant. Returns the digest id and the
+/// Message-ID recorded.
+async fn begin(store: &Store, d: &PlannedDigest) -> Result<(i64, String), crate::store::StoreError> {
+    let mut message_id = d.message_id.clone();
+    for attempt in 1u32.. {
+        match store.begin_digest(&d.route, &d.recipients, &message_id, &d.hit_ids).await {
+            Err(crate::store::StoreError::Sql(sqlx::Error::Database(e)))
+                if e.is_unique_violation() && attempt < 100 =>
+            {
+                message_id = salted_message_id(&d.message_id, attempt);
+            }
+            other => return other.map(|id| (id, message_id)),
+        }
+    }
+    unreachable!("the loop returns")
+}
+
+/// The `n`-th variant of a Message-ID: same domain, a hash of the original and `n`.
+pub fn salted_message_id(message_id: &str, n: u32) -> String {
+    let domain =
+        message_id.trim_end_matches('>').rsplit_once('@').map(|(_, d)| d).unwrap_or("exposure-monitor.invalid");
+    let mut h = Sha256::new();
+    h.update(message_id.as_bytes());
+    h.update(n.to_be_bytes());
+    let hex: String = h.finalize().iter().take(20).map(|b| format!("{b:02x}")).collect();
+    format!("<digest.{hex}@{domain}>")
+}
+
+fn print_dry_run(out: &mut (dyn std::io::Write + Send), from: &str, d: &PlannedDigest) -> anyhow::Result<()> {
+    match d.resend_of {
+        Some(id) => {
+            writeln!(out, "===== resend of pending digest {id} for route {} (dry run: not sent) =====", d.route)?
+        }
+        None => writeln!(out, "===== digest for route {} (dry run: not sent) =====", d.route)?,
+    }
+    writeln!(out, "From: {from}")?;
+    writeln!(out, "To: {}", d.recipients.join(", "))?;
+    writeln!(out, "Subject: {}", d.rendered.subject)?;
+    writeln!(out, "Message-ID: {}", d.message_id)?;
+    writeln!(out)?;
+    out.write_all(d.rendered.text.as_bytes())?;
+    writeln!(out)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A config built directly (not parsed), so these tests do not depend on the forces list.
+    fn config(send_empty: bool) -> Config {
+        let mut forces = BTreeMap::new();
+        forces.insert(
+            "Kent Police".to_string(),
+            vec!["psd-kent@example.invalid".into(), "duty-kent@example.invalid".into()],
+        );
+        forces.insert("Thames Valley Police".to_string(), vec!["psd-tvp@example.invalid".into()]);
+        Config {
+            path: "/tmp/x/config.toml".into(),
+            database: "/tmp/x/db".into(),
+            patterns: "/tmp/x/patterns".into(),
+            forces: crate::forces::Forces::embedded(),
+            operator_contact: String::new(),
+            sources: vec![],
+            mail: crate::config::MailConfig {
+                from: "Exposure Monitor <monitor@psd.example.police.uk>".into(),
+                transport: crate::config::TransportConfig::File { outbox: "/tmp/x/outbox".into() },
+            },
+            routing: crate::config::Routing { forces, default: vec!["triage@example.invalid".into()] },
+            retention: crate::config::Retention { dismissed_days: 30, days: 365 },
+            digest: crate::config::DigestSettings { send_empty, subject_prefix: "[exposure-monitor]".into() },
+        }
+    }
+
+    fn hit(id: i64, force: Option<&str>, text: &str) -> HitRecord {
+        render::tests::hit(id, force, &format!("user{id}"), text, &["raid"])
+    }
+
+    fn now() -> DateTime<Utc> {
+        use chrono::TimeZone;
+        Utc.with_ymd_and_hms(2026, 11, 22, 7, 0, 0).unwrap()
+    }
+
+    #[test]
+    fn each_route_gets_only_its_own_hits() {
+        let cfg = config(true);
+        let hits = vec![
+            hit(1, Some("Kent Police"), "raid at Elmtree Close"),
+            hit(2, Some("Thames Valley Police"), "raid at Cowley Road"),
+            hit(3, None, "raid at Nowhere Lane"),
+            hit(4, Some("Essex Police"), "raid at Essex Street"),
+            hit(5, Some("Kent Police"), "raid at Kent Street"),
+        ];
+        let plans = plan(&cfg, &hits, &[], &Coverage::default(), now()).unwrap().messages;
+        let by_route: BTreeMap<&str, &PlannedDigest> = plans.iter().map(|p| (p.route.as_str(), p)).collect();
+        assert_eq!(by_route.len(), 3, "{plans:#?}");
+        let kent = by_route["Kent Police"];
+        assert_eq!(kent.hit_ids, vec![1, 5]);
+        assert_eq!(kent.recipients, vec!["psd-kent@example.invalid", "duty-kent@example.invalid"]);
+        let tvp = by_route["Thames Valley Police"];
+        assert_eq!(tvp.hit_ids, vec![2]);
+        let default = by_route[DEFAULT_ROUTE];
+        assert_eq!(default.hit_ids, vec![3, 4], "unknown and unrouted forces go to the default route");
+        assert_eq!(default.recipients, vec!["triage@example.invalid"]);
+        // No message carries another route's text.
+        for p in &plans {
+            for h in &hits {
+                let street = h.text.trim_start_matches("raid at ");
+                let mine = p.hit_ids.contains(&h.id);
+                assert_eq!(p.rendered.text.contains(street), mine, "{street} in {}", p.route);
+                assert_eq!(p.rendered.html.contains(street), mine, "{street} in {} (html)", p.route);
+            }
+        }
+        assert!(
+            kent.rendered.subject.starts_with("[exposure-monitor] Kent Police: 2 hits"),
+            "{}",
+            kent.rendered.subject
+        );
+    }
+
+    #[test]
+    fn empty_routes_get_nothing_found_only_when_configured() {
+        let hits = vec![hit(1, Some("Kent Police"), "raid at Elmtree Close")];
+        let plans = plan(&config(true), &hits, &[], &Coverage::default(), now()).unwrap().messages;
+        let routes: Vec<&str> = plans.iter().map(|p| p.route.as_str()).collect();
+        assert_eq!(routes, vec!["Kent Police", "Thames Valley Police", DEFAULT_ROUTE]);
+        let tvp = &plans[1];
+        assert!(tvp.hit_ids.is_empty());
+        assert!(tvp.rendered.subject.contains("nothing found"), "{}", tvp.rendered.subject);
+        assert!(tvp.rendered.text.contains("Nothing found"));
+
+        let quiet = config(false);
+        let plans = plan(&quiet, &hits, &[], &Coverage::default(), now()).unwrap().messages;
+        assert_eq!(plans.len(), 1);
+        assert!(plan(&quiet, &[], &[], &Coverage::default(), now()).unwrap().messages.is_empty());
+    }
+
+    #[test]
+    fn message_id_is_deterministic_per_route_and_hits() {
+        let cfg = config(true);
+        let hits = vec![hit(1, Some("Kent Police"), "raid a"), hit(2, Some("Kent Police"), "raid b")];
+        let a = plan(&cfg, &hits, &[], &Coverage::default(), now()).unwrap().messages;
+        let later = now() + chrono::Duration::hours(30);
+        let mut reversed = hits.clone();
+        reversed.reverse();
+        let b = plan(&cfg, &reversed, &[], &Coverage::default(), later).unwrap().messages;
+        assert_eq!(a[0].message_id, b[0].message_id, "a resend carries the same Message-ID");
+        assert!(a[0].message_id.starts_with("<digest.") && a[0].message_id.ends_with("@psd.example.police.uk>"));
+        let c = plan(&cfg, &hits[..1], &[], &Coverage::default(), now()).unwrap().messages;
+        assert_ne!(a[0].message_id, c[0].message_id);
+        let ids: std::collections::HashSet<&str> = a.iter().map(|p| p.message_id.as_str()).collect();
+        assert_eq!(ids.len(), a.len(), "distinct per route");
+    }
+
+    fn pending(id: i64, route: &str, hit_ids: &[i64]) -> PendingDigest {
+        PendingDigest {
+            id,
+            route: route.into(),
+            recipients: vec!["old-kent@example.invalid".into()],
+            message_id: format!("<digest.pending{id}@psd.example.police.uk>"),
+            created_at: now(),
+            hit_ids: hit_ids.to_vec(),
+        }
+    }
+
+    #[test]
+    fn a_pending_digest_is_resent_as_it_was_and_its_hits_not_twice() {
+        let cfg = config(true);
+        let hits = vec![hit(1, Some("Kent Police"), "raid a"), hit(2, Some("Kent Police"), "raid b")];
+        // Digest 9 reserved hit 1 (and hit 7, since delivered elsewhere); digest 8 has nothing left.
+        let plan = plan(
+            &cfg,
+            &hits,
+            &[pending(9, "Kent Police", &[1, 7]), pending(8, "Kent Police", &[])],
+            &Coverage::default(),
+            now(),
+        )
+        .unwrap();
+        assert_eq!(plan.stale_pending, vec![8]);
+        let resend = &plan.messages[0];
+        assert_eq!(resend.resend_of, Some(9));
+        assert_eq!(resend.hit_ids, vec![1]);
+        assert_eq!(resend.message_id, "<digest.pending9@psd.example.police.uk>", "same Message-ID as first sent");
+        assert_eq!(resend.recipients, vec!["old-kent@example.invalid"], "same recipients as first sent");
+        assert!(resend.rendered.text.contains("[[raid]] a"));
+        let kent: Vec<&PlannedDigest> = plan.messages[1..].iter().filter(|p| p.route == "Kent Police").collect();
+        assert_eq!(kent.len(), 1);
+        assert_eq!(kent[0].hit_ids, vec![2], "a reserved hit is not planned a second time");
+        assert_eq!(kent[0].resend_of, None);
+        let all: Vec<i64> = plan.messages.iter().flat_map(|p| p.hit_ids.iter().copied()).collect();
+        assert_eq!(all.len(), 2, "{all:?}");
+    }
+
+    #[test]
+    fn a_big_day_is_split_into_parts_that_carry_every_hit_once() {
+        let cfg = config(true);
+        let n = MAX_HITS_PER_MESSAGE as i64 * 2 + 5;
+        let hits: Vec<HitRecord> = (1..=n).map(|i| hit(i, Some("Kent Police"), "raid here")).collect();
+        let plans = plan(&cfg, &hits, &[], &Coverage::default(), now()).unwrap().messages;
+        let kent: Vec<&PlannedDigest> = plans.iter().filter(|p| p.route == "Kent Police").collect();
+        assert_eq!(kent.len(), 3);
+        let mut all: Vec<i64> = kent.iter().flat_map(|p| p.hit_ids.iter().copied()).collect();
+        all.sort_unstable();
+        assert_eq!(all, (1..=n).collect::<Vec<_>>());
+        assert!(kent[0].rendered.subject.contains("(part 1 of 3)"), "{}", kent[0].rendered.subject);
+        assert!(kent[2].rendered.text.contains("(part 3 of 3)"));
+        let ids: std::collections::HashSet<&str> = kent.iter().map(|p| p.message_id.as_str()).collect();
+        assert_eq!(ids.len(), 3);
+    }
+
+    #[test]
+    fn built_message_has_headers_and_both_parts() {
+        let cfg = config(true);
+        let mut h = hit(1, Some("Kent Police"), "raid <b>x</b>");
+        h.account_display_name = "Evil\r\nBcc: someone@example.com".into();
+        let plans = plan(&cfg, &[h], &[], &Coverage::default(), now()).unwrap().messages;
+        let msg = build_message(&cfg.mail.from, &plans[0]).unwrap();
+        let raw = String::from_utf8(msg.formatted()).unwrap();
+        let parsed = mail_parser::MessageParser::default().parse(raw.as_bytes()).unwrap();
+        let header_end = raw.find("\r\n\r\n").unwrap();
+        let headers = raw[..header_end].to_ascii_lowercase();
+        assert!(!headers.contains("\nbcc:") && !headers.contains("evil"), "{headers}");
+        assert!(headers.contains("auto-submitted: auto-generated"));
+        assert_eq!(parsed.message_id(), Some(plans[0].message_id.trim_matches(['<', '>'])));
+        let to: Vec<&str> = parsed.to().unwrap().iter().filter_map(|a| a.address()).collect();
+        assert_eq!(to, vec!["psd-kent@example.invalid", "duty-kent@example.invalid"]);
+        assert_eq!(parsed.from().unwrap().first().unwrap().address(), Some("monitor@psd.example.police.uk"));
+        assert_eq!(parsed.subject(), Some(plans[0].rendered.subject.as_str()));
+        assert!(parsed.body_text(0).unwrap().contains("[[raid]] <b>x</b>"));
+        assert!(parsed.body_html(0).unwrap().contains("&lt;b&gt;x&lt;&#x2f;b&gt;"));
+    }
+
+    #[test]
+    fn bad_recipient_is_an_error_naming_it() {
+        let cfg = config(true);
+        let mut plans = plan(&cfg, &[], &[], &Coverage::default(), now()).unwrap().messages;
+        plans[0].recipients = vec!["not an address".into()];
+        let err = build_message(&cfg.mail.from, &plans[0]).unwrap_err();
+        assert!(format!("{err:#}").contains("not an address"), "{err:#}");
+    }
 }
