@@ -64,7 +64,9 @@ pub struct MailConfig {
 #[derive(Debug, Clone)]
 pub enum TransportConfig {
     /// Write each message as an `.eml` file into this directory.
-    File { outbox: PathBuf },
+    File {
+        outbox: PathBuf,
+    },
     Smtp(SmtpConfig),
 }
 
@@ -429,10 +431,8 @@ impl Validator<'_> {
                 self.err(at("kind"), Some(kind.span()), "must be a string");
                 continue;
             };
-            let spans: Vec<(String, std::ops::Range<usize>)> =
-                table.keys().map(|k| (k.get_ref().clone(), k.span())).collect();
-            let settings: toml::Table =
-                table.into_iter().map(|(k, v)| (k.into_inner(), v.into_inner())).collect();
+            let spans: Vec<(String, std::ops::Range<usize>)> = table.keys().map(|k| (k.get_ref().clone(), k.span())).collect();
+            let settings: toml::Table = table.into_iter().map(|(k, v)| (k.into_inner(), v.into_inner())).collect();
             let parsed = parse_source_kind(&kind_name, settings, resolve);
             match parsed {
                 Ok(kind) => out.push(SourceEntry { name, enabled, kind }),
@@ -495,7 +495,11 @@ impl Validator<'_> {
                 }
             },
             other => {
-                self.err("mail.transport", Some(raw.transport.span()), format!("unknown transport `{other}` (known: file, smtp)"));
+                self.err(
+                    "mail.transport",
+                    Some(raw.transport.span()),
+                    format!("unknown transport `{other}` (known: file, smtp)"),
+                );
                 return None;
             }
         };
@@ -550,11 +554,7 @@ enum KindError {
 /// Every source kind this build knows, for messages.
 pub const KNOWN_KINDS: &[&str] = &["replay"];
 
-fn parse_source_kind(
-    kind: &str,
-    settings: toml::Table,
-    resolve: &dyn Fn(PathBuf) -> PathBuf,
-) -> Result<SourceConfig, KindError> {
+fn parse_source_kind(kind: &str, settings: toml::Table, resolve: &dyn Fn(PathBuf) -> PathBuf) -> Result<SourceConfig, KindError> {
     use serde::de::Deserialize as _;
     let value = toml::Value::Table(settings);
     match kind {

@@ -9,9 +9,7 @@ use std::path::Path;
 
 use chrono::{TimeZone, Utc};
 use exposure_monitor::classify::{Classification, Finding};
-use exposure_monitor::config::{
-    Config, DigestSettings, MailConfig, Retention, Routing, SmtpConfig, TlsMode, TransportConfig,
-};
+use exposure_monitor::config::{Config, DigestSettings, MailConfig, Retention, Routing, SmtpConfig, TlsMode, TransportConfig};
 use exposure_monitor::digest;
 use exposure_monitor::identify::IdentityVerdict;
 use exposure_monitor::model::{Account, Category, Identity, Post, Severity};
@@ -85,8 +83,7 @@ async fn seeded_store(cfg: &Config) -> Store {
         new_hit(2, Some("Thames Valley Police"), "Raid at Cowley Road tomorrow", "Raid"),
         new_hit(3, None, "Raid at Nowhere Lane, force unknown", "Raid"),
     ];
-    let added =
-        store.commit_page(PageCommit { source: "test".into(), accounts: vec![], hits, cursor: None }).await.unwrap();
+    let added = store.commit_page(PageCommit { source: "test".into(), accounts: vec![], hits, cursor: None }).await.unwrap();
     assert_eq!(added, 3);
     store
 }
@@ -162,8 +159,7 @@ async fn a_digest_left_pending_by_a_crash_is_resent_with_the_same_message_id() {
     let out = dir.path().join("outbox");
     let cfg = config(dir.path(), TransportConfig::File { outbox: out.clone() }, &["psd-kent@example.invalid"]);
     let store = seeded_store(&cfg).await;
-    let kent =
-        store.unsent_hits().await.unwrap().into_iter().find(|h| h.force.as_deref() == Some("Kent Police")).unwrap();
+    let kent = store.unsent_hits().await.unwrap().into_iter().find(|h| h.force.as_deref() == Some("Kent Police")).unwrap();
     // A run that recorded the Kent digest as pending, then died before marking it.
     let crashed = "<digest.crashed@psd.example.invalid>";
     store.begin_digest("Kent Police", &["psd-kent@example.invalid".to_string()], crashed, &[kent.id]).await.unwrap();

@@ -15,9 +15,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{TimeZone, Utc};
 use exposure_monitor::classify::{Classification, Finding};
-use exposure_monitor::config::{
-    Config, DigestSettings, MailConfig, Retention, Routing, SmtpConfig, TlsMode, TransportConfig,
-};
+use exposure_monitor::config::{Config, DigestSettings, MailConfig, Retention, Routing, SmtpConfig, TlsMode, TransportConfig};
 use exposure_monitor::digest::{self, Coverage, PlannedDigest, RetryPolicy, SendError, Transport};
 use exposure_monitor::identify::IdentityVerdict;
 use exposure_monitor::model::{Category, Identity, Severity};
@@ -135,12 +133,7 @@ fn config(transport: TransportConfig, routes: &[(&str, &[&str])], default: &[&st
 /// A one-route digest with a unique marker word, so parallel tests tell their mail apart.
 fn planned(to: &[&str], marker: &str) -> PlannedDigest {
     let dir = std::env::temp_dir();
-    let cfg = config(
-        TransportConfig::File { outbox: dir.join("unused") },
-        &[("Kent Police", to)],
-        &["x@example.invalid"],
-        &dir,
-    );
+    let cfg = config(TransportConfig::File { outbox: dir.join("unused") }, &[("Kent Police", to)], &["x@example.invalid"], &dir);
     let text = format!("<script>alert(1)</script> briefing {marker} at Elmtree Close");
     // The Message-ID derives from route + hit ids: give each test its own hit id.
     let id = marker.bytes().fold(7i64, |h, b| (h * 31 + b as i64) % 1_000_000_007);
@@ -362,10 +355,7 @@ async fn dry_run_prints_and_sends_nothing() {
     let outcome = digest::run(&cfg, &store, true, &mut out).await.unwrap();
     assert_eq!((outcome.messages_sent, outcome.failures.len()), (0, 0));
     let printed = String::from_utf8(out).unwrap();
-    assert!(
-        printed.contains("To: psd-kent@example.invalid") && printed.contains("To: triage@example.invalid"),
-        "{printed}"
-    );
+    assert!(printed.contains("To: psd-kent@example.invalid") && printed.contains("To: triage@example.invalid"), "{printed}");
     assert!(printed.contains("Nothing found"), "{printed}");
     for entry in std::fs::read_dir(&sink.outdir).unwrap() {
         let raw = std::fs::read(entry.unwrap().path()).unwrap();

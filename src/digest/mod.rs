@@ -232,8 +232,8 @@ pub fn build_message(from: &str, digest: &PlannedDigest) -> anyhow::Result<Messa
         .message_id(Some(digest.message_id.clone()))
         .date_now()
         .user_agent(format!("exposure-monitor/{}", env!("CARGO_PKG_VERSION")));
-    builder = builder
-        .raw_header(HeaderValue::new(HeaderName::new_from_ascii_str("Auto-Submitted"), "auto-generated".to_string()));
+    builder =
+        builder.raw_header(HeaderValue::new(HeaderName::new_from_ascii_str("Auto-Submitted"), "auto-generated".to_string()));
     builder
         .multipart(MultiPart::alternative_plain_html(digest.rendered.text.clone(), digest.rendered.html.clone()))
         .with_context(|| format!("building the message for route {}", digest.route))
@@ -322,9 +322,7 @@ pub async fn run(
                     // resends it with the same Message-ID.
                     outcome.failures.push((
                         d.route.clone(),
-                        format!(
-                            "delivered, but could not be marked sent ({e}); it will be resent with the same Message-ID"
-                        ),
+                        format!("delivered, but could not be marked sent ({e}); it will be resent with the same Message-ID"),
                     ));
                     continue;
                 }
@@ -352,9 +350,7 @@ async fn begin(store: &Store, d: &PlannedDigest) -> Result<(i64, String), crate:
     let mut message_id = d.message_id.clone();
     for attempt in 1u32.. {
         match store.begin_digest(&d.route, &d.recipients, &message_id, &d.hit_ids).await {
-            Err(crate::store::StoreError::Sql(sqlx::Error::Database(e)))
-                if e.is_unique_violation() && attempt < 100 =>
-            {
+            Err(crate::store::StoreError::Sql(sqlx::Error::Database(e))) if e.is_unique_violation() && attempt < 100 => {
                 message_id = salted_message_id(&d.message_id, attempt);
             }
             other => return other.map(|id| (id, message_id)),
@@ -365,8 +361,7 @@ async fn begin(store: &Store, d: &PlannedDigest) -> Result<(i64, String), crate:
 
 /// The `n`-th variant of a Message-ID: same domain, a hash of the original and `n`.
 pub fn salted_message_id(message_id: &str, n: u32) -> String {
-    let domain =
-        message_id.trim_end_matches('>').rsplit_once('@').map(|(_, d)| d).unwrap_or("exposure-monitor.invalid");
+    let domain = message_id.trim_end_matches('>').rsplit_once('@').map(|(_, d)| d).unwrap_or("exposure-monitor.invalid");
     let mut h = Sha256::new();
     h.update(message_id.as_bytes());
     h.update(n.to_be_bytes());
@@ -376,9 +371,7 @@ pub fn salted_message_id(message_id: &str, n: u32) -> String {
 
 fn print_dry_run(out: &mut (dyn std::io::Write + Send), from: &str, d: &PlannedDigest) -> anyhow::Result<()> {
     match d.resend_of {
-        Some(id) => {
-            writeln!(out, "===== resend of pending digest {id} for route {} (dry run: not sent) =====", d.route)?
-        }
+        Some(id) => writeln!(out, "===== resend of pending digest {id} for route {} (dry run: not sent) =====", d.route)?,
         None => writeln!(out, "===== digest for route {} (dry run: not sent) =====", d.route)?,
     }
     writeln!(out, "From: {from}")?;
@@ -398,10 +391,7 @@ mod tests {
     /// A config built directly (not parsed), so these tests do not depend on the forces list.
     fn config(send_empty: bool) -> Config {
         let mut forces = BTreeMap::new();
-        forces.insert(
-            "Kent Police".to_string(),
-            vec!["psd-kent@example.invalid".into(), "duty-kent@example.invalid".into()],
-        );
+        forces.insert("Kent Police".to_string(), vec!["psd-kent@example.invalid".into(), "duty-kent@example.invalid".into()]);
         forces.insert("Thames Valley Police".to_string(), vec!["psd-tvp@example.invalid".into()]);
         Config {
             path: "/tmp/x/config.toml".into(),
@@ -459,11 +449,7 @@ mod tests {
                 assert_eq!(p.rendered.html.contains(street), mine, "{street} in {} (html)", p.route);
             }
         }
-        assert!(
-            kent.rendered.subject.starts_with("[exposure-monitor] Kent Police: 2 hits"),
-            "{}",
-            kent.rendered.subject
-        );
+        assert!(kent.rendered.subject.starts_with("[exposure-monitor] Kent Police: 2 hits"), "{}", kent.rendered.subject);
     }
 
     #[test]
@@ -516,14 +502,9 @@ mod tests {
         let cfg = config(true);
         let hits = vec![hit(1, Some("Kent Police"), "raid a"), hit(2, Some("Kent Police"), "raid b")];
         // Digest 9 reserved hit 1 (and hit 7, since delivered elsewhere); digest 8 has nothing left.
-        let plan = plan(
-            &cfg,
-            &hits,
-            &[pending(9, "Kent Police", &[1, 7]), pending(8, "Kent Police", &[])],
-            &Coverage::default(),
-            now(),
-        )
-        .unwrap();
+        let plan =
+            plan(&cfg, &hits, &[pending(9, "Kent Police", &[1, 7]), pending(8, "Kent Police", &[])], &Coverage::default(), now())
+                .unwrap();
         assert_eq!(plan.stale_pending, vec![8]);
         let resend = &plan.messages[0];
         assert_eq!(resend.resend_of, Some(9));

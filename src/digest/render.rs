@@ -384,21 +384,14 @@ impl DigestView {
         for h in hits {
             let force = h.force.as_deref().map(|f| one_line(f, FIELD_MAX));
             let key = (force.is_none(), force.unwrap_or_else(|| UNKNOWN_FORCE.to_string()));
-            forces
-                .entry(key)
-                .or_default()
-                .entry((h.platform.clone(), h.account_platform_id.clone()))
-                .or_default()
-                .push(h);
+            forces.entry(key).or_default().entry((h.platform.clone(), h.account_platform_id.clone())).or_default().push(h);
         }
         let mut accounts = 0;
         let forces = forces
             .into_iter()
             .map(|((_, name), accs)| {
                 let mut accs: Vec<AccountView> = accs.into_values().map(account_view).collect();
-                accs.sort_by(|a, b| {
-                    (a.handle.to_lowercase(), &a.platform).cmp(&(b.handle.to_lowercase(), &b.platform))
-                });
+                accs.sort_by(|a, b| (a.handle.to_lowercase(), &a.platform).cmp(&(b.handle.to_lowercase(), &b.platform)));
                 accounts += accs.len();
                 ForceView { name, hits: accs.iter().map(|a| a.hits.len()).sum(), accounts: accs }
             })
@@ -443,11 +436,8 @@ impl DigestView {
             None => body,
         };
         let prefix = one_line(prefix, FIELD_MAX);
-        let s = if prefix.is_empty() {
-            format!("{body} — {}", self.date)
-        } else {
-            format!("{prefix} {body} — {}", self.date)
-        };
+        let s =
+            if prefix.is_empty() { format!("{body} — {}", self.date) } else { format!("{prefix} {body} — {}", self.date) };
         one_line(&s, 250)
     }
 }
@@ -677,13 +667,7 @@ pub(crate) mod tests {
 
     #[test]
     fn html_marks_words_and_has_no_external_resources() {
-        let r = render_hits(&[hit(
-            3,
-            Some("Kent Police"),
-            "pc_a",
-            "Raid at Elmtree Close tomorrow",
-            &["Raid", "Elmtree Close"],
-        )]);
+        let r = render_hits(&[hit(3, Some("Kent Police"), "pc_a", "Raid at Elmtree Close tomorrow", &["Raid", "Elmtree Close"])]);
         assert!(r.html.contains("<mark"), "{}", r.html);
         let after = &r.html[r.html.find("Hit #3").unwrap()..];
         let marks: Vec<&str> = after.split("<mark").skip(1).map(|s| s.split("</mark>").next().unwrap()).collect();
@@ -695,11 +679,7 @@ pub(crate) mod tests {
         }
         assert!(lower.contains("<table"));
         assert!(r.html.contains("hits show 3"));
-        assert!(
-            r.text.contains("hits show 3") && r.text.contains("[[Raid]] at [[Elmtree Close]] tomorrow"),
-            "{}",
-            r.text
-        );
+        assert!(r.text.contains("hits show 3") && r.text.contains("[[Raid]] at [[Elmtree Close]] tomorrow"), "{}", r.text);
         assert!(r.text.contains("https://social.example/@pc_a/3"));
         // minijinja escapes `/` too: `&#x2f;` is what a browser decodes back to `/`.
         assert!(r.html.contains("href=\"https:&#x2f;&#x2f;social.example&#x2f;@pc_a&#x2f;3\""), "{}", r.html);
@@ -725,18 +705,11 @@ pub(crate) mod tests {
         assert_eq!(zed, vec![3, 5], "by post time");
         assert_eq!((v.total_hits, v.accounts, v.high), (5, 4, 5));
         let r = render(&environment(), &v, "[em]").unwrap();
-        let (e, k, u) = (
-            r.text.find("Essex Police").unwrap(),
-            r.text.find("Kent Police").unwrap(),
-            r.text.find(UNKNOWN_FORCE).unwrap(),
-        );
+        let (e, k, u) =
+            (r.text.find("Essex Police").unwrap(), r.text.find("Kent Police").unwrap(), r.text.find(UNKNOWN_FORCE).unwrap());
         assert!(e < k && k < u, "{}", r.text);
         assert!(r.text.find("early [[raid]]").unwrap() < r.text.find("late [[raid]]").unwrap());
-        assert!(
-            r.subject.starts_with("[em] Default route: 5 hits (5 high) from 4 accounts — 2026-11-22"),
-            "{}",
-            r.subject
-        );
+        assert!(r.subject.starts_with("[em] Default route: 5 hits (5 high) from 4 accounts — 2026-11-22"), "{}", r.subject);
     }
 
     fn run(id: i64, summaries: Vec<SourceSummary>) -> RunReport {

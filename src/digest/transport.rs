@@ -116,22 +116,18 @@ impl Transport {
             mode => {
                 let mut params = TlsParameters::builder(cfg.host.clone());
                 if let Some(ca) = &cfg.ca_file {
-                    let pem = std::fs::read(ca)
-                        .map_err(|e| SetupError::CaFile { path: ca.clone(), detail: e.to_string() })?;
+                    let pem = std::fs::read(ca).map_err(|e| SetupError::CaFile { path: ca.clone(), detail: e.to_string() })?;
                     if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
                         return Err(SetupError::CaFile {
                             path: ca.clone(),
                             detail: "no PEM certificate (-----BEGIN CERTIFICATE-----) in it".into(),
                         });
                     }
-                    let cert = Certificate::from_pem(&pem).map_err(|e| SetupError::CaFile {
-                        path: ca.clone(),
-                        detail: format!("not a PEM certificate: {e}"),
-                    })?;
+                    let cert = Certificate::from_pem(&pem)
+                        .map_err(|e| SetupError::CaFile { path: ca.clone(), detail: format!("not a PEM certificate: {e}") })?;
                     params = params.add_root_certificate(cert);
                 }
-                let params =
-                    params.build().map_err(|e| SetupError::Tls { host: cfg.host.clone(), detail: e.to_string() })?;
+                let params = params.build().map_err(|e| SetupError::Tls { host: cfg.host.clone(), detail: e.to_string() })?;
                 if mode == TlsMode::Implicit {
                     Tls::Wrapper(params)
                 } else {
@@ -172,11 +168,7 @@ pub enum Delivered {
     Smtp { attempts: u32 },
 }
 
-async fn send_smtp(
-    smtp: &AsyncSmtpTransport<Tokio1Executor>,
-    msg: &Message,
-    retry: RetryPolicy,
-) -> Result<u32, SendError> {
+async fn send_smtp(smtp: &AsyncSmtpTransport<Tokio1Executor>, msg: &Message, retry: RetryPolicy) -> Result<u32, SendError> {
     let attempts = retry.attempts.max(1);
     let mut n = 0;
     loop {
