@@ -4,12 +4,19 @@
 //! alt texts, in the languages that apply, and combining what fired into categories, a severity
 //! and findings with matched spans. Pure and synchronous; allocation-light on posts that match
 //! nothing.
+//!
+//! Language: a platform hint decides when it names a rule language; otherwise
+//! [`normalise::detect_lang`] (a cheap English/Welsh function-word score) does. When neither is
+//! sure (short, mixed or other-language posts) both rule sets apply, so nothing falls between
+//! languages.
 
 use std::ops::Range;
 
 use serde::{Deserialize, Serialize};
 
 use crate::model::{Category, Lang, Post, Severity};
+use crate::normalise;
+use crate::patterns::{RuleKind, RuleSet};
 
 /// One rule that fired on a post.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,10 +49,69 @@ impl Classification {
 }
 
 /// The compiled category rules.
-pub struct Classifier {}
+pub struct Classifier {
+    rules: RuleSet,
+}
 
 impl Classifier {
-    pub fn classify(&self, _post: &Post) -> Classification {
-        Classification::default()
+    pub fn new(rules: RuleSet) -> Classifier {
+        Classifier { rules }
+    }
+
+    /// How many category rules are loaded.
+    pub fn rule_count(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// The rule language for a post: a usable platform hint wins unless the text is clearly
+    /// in the other rule language; `None` means "apply both".
+    pub fn post_lang(post: &Post, text: &str) -> Option<Lang> {
+        let hinted = post
+            .lang_hints
+            .iter()
+            .find_map(|h| normalise::lang_from_hint(h));
+        let detected = normalise::detect_lang(text);
+        match (hinted, detected) {
+            (Some(h), Some(d)) if h != d => None,
+            (Some(h), _) => Some(h),
+            (None, d) => d,
+        }
+    }
+
+    pub fn classify(&self, post: &Post) -> Classification {
+        let text = post.full_text();
+        self.classify_text(&text, Self::post_lang(post, &text))
+    }
+
+    /// Classify a plain text whose rule language is `lang` (`None`: both).
+    pub fn classify_text(&self, text: &str, lang: Option<Lang>) -> Classification {
+        let mut out = Classification {
+            lang,
+            ..Default::default()
+        };
+        for m in self.rules.matches(text, |r| r.applies_to(lang)) {
+            let RuleKind::Category(category) = m.rule.kind else {
+                continue;
+            };
+            let matched = m
+                .spans
+                .iter()
+                .map(|s| text[s.clone()].trim())
+                .collect::<Vec<_>>()
+                .join(" … ");
+            out.severity = out.severity.max(Some(m.rule.severity));
+            if !out.categories.contains(&category) {
+                out.categories.push(category);
+            }
+            out.findings.push(Finding {
+                rule_id: m.rule.id.clone(),
+                category,
+                severity: m.rule.severity,
+                spans: m.spans,
+                matched,
+            });
+        }
+        out.categories.sort();
+        out
     }
 }
