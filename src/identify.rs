@@ -376,28 +376,37 @@ impl Identifier {
         let associated = tally.p(SignalKind::Associated) + tally.q(SignalKind::Associated) * pf;
         let not_police = tally.p(SignalKind::NotPolice) + tally.q(SignalKind::NotPolice) * pf;
 
+        // Counter-signals decide when they are strong enough and at least as strong as the
+        // serving reading they contradict.
+        let sv_rival = sv_profile.max(serving - 1.0);
         let (identity, score) = if official >= th.counter {
             (Identity::Official, official)
         } else if former >= th.counter && former >= 0.5 * sv_profile {
             (Identity::Former, former)
         } else if family >= th.counter && family >= sv_profile - 1.0 {
             (Identity::Associated, family)
-        } else if associated >= th.counter && associated >= sv_profile {
+        } else if associated >= th.counter && associated >= sv_rival {
             (Identity::Associated, associated)
-        } else if not_police >= th.counter && not_police >= sv_profile {
+        } else if not_police >= th.counter && not_police >= sv_rival {
             (Identity::None, not_police)
         } else if serving - 0.5 * (associated + not_police + family + former) >= th.serving {
             (Identity::Serving, serving)
         } else if former > 0.0 && former >= associated {
             (Identity::Former, former)
         } else if associated + family > not_police
-            || (any_police && not_police == 0.0)
+            || (serving >= 2.0 && not_police == 0.0)
             || force_bonus >= 1.5
         {
             (Identity::Associated, associated + family + serving)
         } else {
             (Identity::None, not_police)
         };
+        tracing::debug!(
+            account = %account.handle,
+            serving, sv_profile, sv_posts, official, former, family, associated, not_police,
+            identity = %identity,
+            "identity scores"
+        );
         let score = (score / (score + 2.0)).clamp(0.0, 1.0);
         let force = match identity {
             Identity::None => None,
