@@ -426,3 +426,151 @@ impl Identifier {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::patterns::Detector;
+    use chrono::Utc;
+    use std::path::Path;
+
+    fn detector() -> Detector {
+        Detector::load(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("patterns"),
+            &Forces::embedded(),
+        )
+        .expect("patterns load")
+    }
+
+    fn account(name: &str, bio: &str) -> Account {
+        Account {
+            platform: "mastodon".into(),
+            platform_id: "x1".into(),
+            handle: "@x@example".into(),
+            display_name: name.into(),
+            bio: bio.into(),
+            profile_url: None,
+        }
+    }
+
+    fn post(id: &str, text: &str) -> Post {
+        Post {
+            platform: "mastodon".into(),
+            platform_id: id.into(),
+            author_id: "x1".into(),
+            created_at: Utc::now(),
+            text: text.into(),
+            alt_texts: vec![],
+            lang_hints: vec![],
+            url: None,
+        }
+    }
+
+    fn verdict(d: &Detector, name: &str, bio: &str, posts: &[&str]) -> IdentityVerdict {
+        let mut s = PostSignals::default();
+        for (i, t) in posts.iter().enumerate() {
+            s.merge(d.identifier.post_signals(&post(&format!("p{i}"), t)));
+        }
+        d.identifier.identify(&account(name, bio), &s)
+    }
+
+    #[test]
+    fn serving_profiles_resolve_force_and_role() {
+        let d = detector();
+        let v = verdict(
+            &d,
+            "Jo",
+            "PS 2231 | Neighbourhood, Salford | GMP | tweets my own",
+            &[],
+        );
+        assert_eq!(v.identity, Identity::Serving, "{v:?}");
+        assert_eq!(v.force.as_deref(), Some("Greater Manchester Police"));
+        assert_eq!(v.role.as_deref(), Some("constable"));
+        assert!(v
+            .evidence
+            .iter()
+            .any(|e| e.source == EvidenceSource::Bio && e.signal == "id.rank_with_number"));
+        let v = verdict(
+            &d,
+            "Cerys",
+            "Rhingyll gyda Heddlu De Cymru. Swyddog heddlu ers 2011. Barn fy hun.",
+            &[],
+        );
+        assert_eq!(v.identity, Identity::Serving, "{v:?}");
+        assert_eq!(v.force.as_deref(), Some("South Wales Police"));
+    }
+
+    #[test]
+    fn counter_signals_win_over_police_words() {
+        let d = detector();
+        let cases = [
+            ("Retired Inspector, Lancashire Constabulary. Now a bowls bore.", Identity::Former),
+            ("Husband is a copper in the Met, I just do the school runs", Identity::Associated),
+            ("Married to a police officer. Nurse. Tired.", Identity::Associated),
+            ("Author of the DCI Hale crime novels. Tea drinker.", Identity::Associated),
+            ("Court reporter for the Valley Gazette. Tips in confidence.", Identity::Associated),
+            ("Official account of the Wirral neighbourhood team, Merseyside Police. Not monitored 24/7.", Identity::Official),
+            ("Self-styled grammar police, professional proofreader.", Identity::None),
+            ("Gaming PC builds and benchmarks. DC Comics collector.", Identity::None),
+            ("Sergeant Major, Royal Engineers. 20 years in.", Identity::None),
+        ];
+        for (bio, want) in cases {
+            let v = verdict(&d, "", bio, &[]);
+            assert_eq!(v.identity, want, "{bio}: {v:?}");
+        }
+    }
+
+    #[test]
+    fn evidence_spread_over_posts_adds_up_but_one_post_does_not_decide() {
+        let d = detector();
+        let posts = [
+            "Earlies again. Parade room coffee is a crime in itself.",
+            "Tutor signed off my last competency today, probie no more",
+            "Two hours on a cordon in the sleet. Stab vest does nothing for warmth.",
+            "Ran out of pocket notebook pages mid statement. Rookie error.",
+        ];
+        let v = verdict(&d, "nightowl", "", &posts);
+        assert_eq!(v.identity, Identity::Serving, "{v:?}");
+        assert!(
+            v.evidence
+                .iter()
+                .filter(|e| matches!(e.source, EvidenceSource::Post { .. }))
+                .count()
+                >= 3
+        );
+        let v = verdict(&d, "nightowl", "", &posts[..1]);
+        assert_ne!(v.identity, Identity::Serving, "{v:?}");
+        // A partner's shift talk is family evidence, not serving.
+        let v = verdict(
+            &d,
+            "",
+            "",
+            &[
+                "Hubby's on nights all week again",
+                "He's away on a course so it's me and the kids",
+                "Because he's police everyone asks him for favours",
+            ],
+        );
+        assert_ne!(v.identity, Identity::Serving, "{v:?}");
+    }
+
+    #[test]
+    fn post_signals_stay_small_when_merged_over_many_scans() {
+        let d = detector();
+        let mut s = PostSignals::default();
+        for i in 0..50 {
+            s.merge(d.identifier.post_signals(&post(
+                &format!("p{i}"),
+                "Lates again, custody rammed, my skipper is a legend",
+            )));
+        }
+        for sig in ["id.post.job_vocabulary"] {
+            assert!(s.evidence.iter().filter(|e| e.signal == sig).count() <= MAX_PER_SIGNAL);
+        }
+        assert!(
+            s.evidence.len() <= 4 * MAX_PER_SIGNAL,
+            "{}",
+            s.evidence.len()
+        );
+    }
+}
