@@ -1,6 +1,7 @@
 //! Detection quality on the development corpus (`../shared/corpus/dev`), measured through the
 //! library exactly as `eval` does. Skips visibly without `../shared`; fails under
-//! REQUIRE_PEERS=1. The thresholds are the highest this rule set reaches on dev, rounded down;
+//! REQUIRE_PEERS=1. Issue 4's targets are serving F1 0.95, hit P 0.92 / R 0.90, category F1 0.80;
+//! the thresholds here are what this rule set reaches on dev, rounded down;
 //! hidden splits of the same shape judge the program too, so the rules aim at behaviour.
 
 mod common;
@@ -21,12 +22,12 @@ fn report() -> Option<eval::EvalReport> {
 fn dev_corpus_meets_the_detection_targets() {
     let Some(r) = report() else { return };
     println!("{r}");
-    assert!(r.serving.f1() >= 0.95, "serving F1 {}", r.serving);
-    assert!(r.hits.precision() >= 0.92, "hit precision {}", r.hits);
-    assert!(r.hits.recall() >= 0.90, "hit recall {}", r.hits);
-    assert!(r.hits.f1() >= 0.90, "hit F1 {}", r.hits);
+    assert!(r.serving.f1() >= 0.97, "serving F1 {}", r.serving);
+    assert!(r.hits.precision() >= 0.95, "hit precision {}", r.hits);
+    assert!(r.hits.recall() >= 0.95, "hit recall {}", r.hits);
+    assert!(r.hits.f1() >= 0.95, "hit F1 {}", r.hits);
     for (c, prf) in &r.categories {
-        assert!(prf.f1() >= 0.80, "{c} F1 {prf}");
+        assert!(prf.f1() >= 0.90, "{c} F1 {prf}");
     }
     let false_hits: usize = r.false_hits_by_identity.values().sum();
     assert_eq!(
