@@ -564,9 +564,8 @@ mod tests {
                 "Lates again, custody rammed, my skipper is a legend",
             )));
         }
-        for sig in ["id.post.job_vocabulary"] {
-            assert!(s.evidence.iter().filter(|e| e.signal == sig).count() <= MAX_PER_SIGNAL);
-        }
+        let sig = "id.post.job_vocabulary";
+        assert!(s.evidence.iter().filter(|e| e.signal == sig).count() <= MAX_PER_SIGNAL);
         assert!(
             s.evidence.len() <= 4 * MAX_PER_SIGNAL,
             "{}",
