@@ -66,10 +66,7 @@ impl Classifier {
     /// The rule language for a post: a usable platform hint wins unless the text is clearly
     /// in the other rule language; `None` means "apply both".
     pub fn post_lang(post: &Post, text: &str) -> Option<Lang> {
-        let hinted = post
-            .lang_hints
-            .iter()
-            .find_map(|h| normalise::lang_from_hint(h));
+        let hinted = post.lang_hints.iter().find_map(|h| normalise::lang_from_hint(h));
         let detected = normalise::detect_lang(text);
         match (hinted, detected) {
             (Some(h), Some(d)) if h != d => None,
@@ -85,20 +82,12 @@ impl Classifier {
 
     /// Classify a plain text whose rule language is `lang` (`None`: both).
     pub fn classify_text(&self, text: &str, lang: Option<Lang>) -> Classification {
-        let mut out = Classification {
-            lang,
-            ..Default::default()
-        };
+        let mut out = Classification { lang, ..Default::default() };
         for m in self.rules.matches(text, |r| r.applies_to(lang)) {
             let RuleKind::Category(category) = m.rule.kind else {
                 continue;
             };
-            let matched = m
-                .spans
-                .iter()
-                .map(|s| text[s.clone()].trim())
-                .collect::<Vec<_>>()
-                .join(" … ");
+            let matched = m.spans.iter().map(|s| text[s.clone()].trim()).collect::<Vec<_>>().join(" … ");
             out.severity = out.severity.max(Some(m.rule.severity));
             if !out.categories.contains(&category) {
                 out.categories.push(category);
@@ -125,12 +114,9 @@ mod tests {
     use std::path::Path;
 
     fn classifier() -> Classifier {
-        Detector::load(
-            &Path::new(env!("CARGO_MANIFEST_DIR")).join("patterns"),
-            &Forces::embedded(),
-        )
-        .expect("patterns load")
-        .classifier
+        Detector::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("patterns"), &Forces::embedded())
+            .expect("patterns load")
+            .classifier
     }
 
     fn post(text: &str, alt: &[&str], hints: &[&str]) -> Post {
@@ -149,70 +135,39 @@ mod tests {
     #[test]
     fn spans_point_into_full_text_including_alt_text() {
         let c = classifier();
-        let p = post(
-            "Saturday vibes",
-            &["man in boxer shorts and a police hat"],
-            &[],
-        );
+        let p = post("Saturday vibes", &["man in boxer shorts and a police hat"], &[]);
         let r = c.classify(&p);
         assert_eq!(r.categories, vec![Category::SexualNudity], "{r:?}");
         let full = p.full_text();
         let f = &r.findings[0];
         assert!(f.spans.iter().all(|s| full.get(s.clone()).is_some()));
-        assert!(
-            f.spans.iter().any(|s| &full[s.clone()] == "boxer shorts"),
-            "{f:?}"
-        );
+        assert!(f.spans.iter().any(|s| &full[s.clone()] == "boxer shorts"), "{f:?}");
         assert_eq!(f.matched, "boxer shorts");
     }
 
     #[test]
     fn uk_disclosure_formats_are_found() {
         let c = classifier();
-        let r = c.classify(&post(
-            "Pulled over a blue Golf, LB21 XRT, for the third time, same dealer as always",
-            &[],
-            &[],
-        ));
+        let r = c.classify(&post("Pulled over a blue Golf, LB21 XRT, for the third time, same dealer as always", &[], &[]));
         assert!(r.categories.contains(&Category::PersonalData), "{r:?}");
         assert_eq!(r.severity, Some(Severity::High));
-        let r = c.classify(&post(
-            "Search warrant going in on the Fairfield estate tomorrow at 5, keep it quiet",
-            &[],
-            &[],
-        ));
+        let r = c.classify(&post("Search warrant going in on the Fairfield estate tomorrow at 5, keep it quiet", &[], &[]));
         assert!(r.categories.contains(&Category::Operational), "{r:?}");
-        let r = c.classify(&post(
-            "Any reporters want the inside story on Friday's stabbing? DM me, off the record",
-            &[],
-            &[],
-        ));
+        let r = c.classify(&post("Any reporters want the inside story on Friday's stabbing? DM me, off the record", &[], &[]));
         assert!(r.categories.contains(&Category::MediaContact), "{r:?}");
         // Past-tense press release wording is not a disclosure.
-        let r = c.classify(&post(
-            "Officers executed a warrant in Ashford this morning and two men were arrested.",
-            &[],
-            &[],
-        ));
+        let r = c.classify(&post("Officers executed a warrant in Ashford this morning and two men were arrested.", &[], &[]));
         assert!(!r.categories.contains(&Category::Operational), "{r:?}");
     }
 
     #[test]
     fn welsh_posts_get_welsh_rules_and_mixed_posts_get_both() {
         let c = classifier();
-        let r = c.classify(&post(
-            "Sglodion am ddim eto gan y caffi ar y sgwâr, chwarae teg iddyn nhw",
-            &[],
-            &[],
-        ));
+        let r = c.classify(&post("Sglodion am ddim eto gan y caffi ar y sgwâr, chwarae teg iddyn nhw", &[], &[]));
         assert_eq!(r.lang, Some(Lang::Cym));
         assert_eq!(r.categories, vec![Category::GiftsHospitality], "{r:?}");
         // A wrong platform hint (en) on a Welsh post: unsure, so Welsh rules still apply.
-        let r = c.classify(&post(
-            "Dw i dal yn feddw o neithiwr ac ar shifft am 7 bore fory",
-            &[],
-            &["en"],
-        ));
+        let r = c.classify(&post("Dw i dal yn feddw o neithiwr ac ar shifft am 7 bore fory", &[], &["en"]));
         assert!(r.categories.contains(&Category::AlcoholDrugs), "{r:?}");
         // Short, mixed: both rule sets.
         let r = c.classify(&post("pen mawr 🍺🍺🍺", &[], &[]));

@@ -66,11 +66,7 @@ impl Corpus {
                 let acc: CorpusAccount = serde_json::from_str(line)?;
                 let labels: AccountLabels = serde_json::from_str(line)?;
                 let identity: Identity = labels.identity.parse()?;
-                corpus.accounts.push(LabelledAccount {
-                    id: acc.id.clone(),
-                    account: acc.into_account(),
-                    identity,
-                });
+                corpus.accounts.push(LabelledAccount { id: acc.id.clone(), account: acc.into_account(), identity });
                 Ok(())
             })();
             match r {
@@ -89,16 +85,8 @@ impl Corpus {
             let r: anyhow::Result<()> = (|| {
                 let post: CorpusPost = serde_json::from_str(line)?;
                 let labels: PostLabels = serde_json::from_str(line)?;
-                let categories = labels
-                    .categories
-                    .iter()
-                    .map(|c| c.parse::<Category>())
-                    .collect::<Result<Vec<_>, _>>()?;
-                corpus.posts.push(LabelledPost {
-                    id: post.id.clone(),
-                    post: post.into_post(),
-                    categories,
-                });
+                let categories = labels.categories.iter().map(|c| c.parse::<Category>()).collect::<Result<Vec<_>, _>>()?;
+                corpus.posts.push(LabelledPost { id: post.id.clone(), post: post.into_post(), categories });
                 Ok(())
             })();
             match r {
@@ -215,24 +203,14 @@ pub struct EvalReport {
 #[derive(Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 enum Prediction<'a> {
-    Account {
-        id: &'a str,
-        identity: &'a str,
-    },
-    Post {
-        id: &'a str,
-        categories: Vec<&'a str>,
-        hit: bool,
-    },
+    Account { id: &'a str, identity: &'a str },
+    Post { id: &'a str, categories: Vec<&'a str>, hit: bool },
 }
 
 impl EvalReport {
     pub fn write_predictions(&self, w: &mut dyn std::io::Write) -> std::io::Result<()> {
         for a in &self.accounts {
-            let line = serde_json::to_string(&Prediction::Account {
-                id: &a.id,
-                identity: a.predicted.as_str(),
-            })?;
+            let line = serde_json::to_string(&Prediction::Account { id: &a.id, identity: a.predicted.as_str() })?;
             writeln!(w, "{line}")?;
         }
         for p in &self.posts {
@@ -254,22 +232,14 @@ impl EvalReport {
 
 impl fmt::Display for EvalReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
-            f,
-            "accounts: {}  posts: {}",
-            self.accounts.len(),
-            self.posts.len()
-        )?;
+        writeln!(f, "accounts: {}  posts: {}", self.accounts.len(), self.posts.len())?;
         writeln!(f, "serving identity: {}", self.serving)?;
         writeln!(f, "hits:             {}", self.hits)?;
         writeln!(f, "categories:")?;
         for (c, prf) in &self.categories {
             writeln!(f, "  {:<26}{prf}", c.as_str())?;
         }
-        writeln!(
-            f,
-            "identity confusion (rows: labelled, columns: predicted):"
-        )?;
+        writeln!(f, "identity confusion (rows: labelled, columns: predicted):")?;
         write!(f, "  {:<12}", "")?;
         for p in Identity::ALL {
             write!(f, "{:>11}", p.as_str())?;
@@ -278,19 +248,12 @@ impl fmt::Display for EvalReport {
         for t in Identity::ALL {
             write!(f, "  {:<12}", t.as_str())?;
             for p in Identity::ALL {
-                write!(
-                    f,
-                    "{:>11}",
-                    self.confusion.get(&(*t, *p)).copied().unwrap_or(0)
-                )?;
+                write!(f, "{:>11}", self.confusion.get(&(*t, *p)).copied().unwrap_or(0))?;
             }
             writeln!(f)?;
         }
         let false_hits: usize = self.false_hits_by_identity.values().sum();
-        write!(
-            f,
-            "hits from official/associated/none accounts: {false_hits}"
-        )?;
+        write!(f, "hits from official/associated/none accounts: {false_hits}")?;
         for (i, n) in &self.false_hits_by_identity {
             write!(f, " ({} {n})", i.as_str())?;
         }
@@ -308,10 +271,7 @@ pub fn run(corpus_dir: &Path, detector: &Detector) -> anyhow::Result<EvalReport>
 pub fn evaluate(corpus: &Corpus, detector: &Detector) -> EvalReport {
     let mut signals: HashMap<&str, PostSignals> = HashMap::new();
     for p in &corpus.posts {
-        signals
-            .entry(p.post.author_id.as_str())
-            .or_default()
-            .merge(detector.identifier.post_signals(&p.post));
+        signals.entry(p.post.author_id.as_str()).or_default().merge(detector.identifier.post_signals(&p.post));
     }
     let mut report = EvalReport::default();
     for c in Category::ALL {
@@ -321,25 +281,12 @@ pub fn evaluate(corpus: &Corpus, detector: &Detector) -> EvalReport {
     let mut truth: HashMap<&str, Identity> = HashMap::new();
     let empty = PostSignals::default();
     for a in &corpus.accounts {
-        let v = detector
-            .identifier
-            .identify(&a.account, signals.get(a.id.as_str()).unwrap_or(&empty));
+        let v = detector.identifier.identify(&a.account, signals.get(a.id.as_str()).unwrap_or(&empty));
         predicted.insert(a.id.as_str(), v.identity);
         truth.insert(a.id.as_str(), a.identity);
-        report.serving.add(
-            a.identity == Identity::Serving,
-            v.identity == Identity::Serving,
-        );
-        *report
-            .confusion
-            .entry((a.identity, v.identity))
-            .or_insert(0) += 1;
-        report.accounts.push(AccountResult {
-            id: a.id.clone(),
-            truth: a.identity,
-            predicted: v.identity,
-            force: v.force,
-        });
+        report.serving.add(a.identity == Identity::Serving, v.identity == Identity::Serving);
+        *report.confusion.entry((a.identity, v.identity)).or_insert(0) += 1;
+        report.accounts.push(AccountResult { id: a.id.clone(), truth: a.identity, predicted: v.identity, force: v.force });
     }
     for p in &corpus.posts {
         let author = p.post.author_id.as_str();
@@ -349,23 +296,11 @@ pub fn evaluate(corpus: &Corpus, detector: &Detector) -> EvalReport {
         let truth_hit = author_truth == Identity::Serving && !p.categories.is_empty();
         let predicted_hit = author_pred == Identity::Serving && c.is_hit_content();
         report.hits.add(truth_hit, predicted_hit);
-        if predicted_hit
-            && matches!(
-                author_truth,
-                Identity::Official | Identity::Associated | Identity::None
-            )
-        {
-            *report
-                .false_hits_by_identity
-                .entry(author_truth)
-                .or_insert(0) += 1;
+        if predicted_hit && matches!(author_truth, Identity::Official | Identity::Associated | Identity::None) {
+            *report.false_hits_by_identity.entry(author_truth).or_insert(0) += 1;
         }
         for cat in Category::ALL {
-            report
-                .categories
-                .get_mut(cat)
-                .expect("all categories")
-                .add(p.categories.contains(cat), c.categories.contains(cat));
+            report.categories.get_mut(cat).expect("all categories").add(p.categories.contains(cat), c.categories.contains(cat));
         }
         let mut rules: Vec<String> = c.findings.iter().map(|f| f.rule_id.clone()).collect();
         rules.dedup();
@@ -436,11 +371,7 @@ impl fmt::Display for CompareReport {
                 } else {
                     "still wrong"
                 };
-                let _ = writeln!(
-                    s,
-                    "  {:<8}{} -> {}  (labelled {}; {verdict})",
-                    b.id, a.predicted, b.predicted, b.truth
-                );
+                let _ = writeln!(s, "  {:<8}{} -> {}  (labelled {}; {verdict})", b.id, a.predicted, b.predicted, b.truth);
             }
         }
         if changed_accounts == 0 {
@@ -466,32 +397,21 @@ impl fmt::Display for CompareReport {
                     a.predicted_hit,
                     b.predicted_hit,
                     cats(&b.truth),
-                    if b.rules.is_empty() {
-                        "-".to_string()
-                    } else {
-                        b.rules.join(",")
-                    }
+                    if b.rules.is_empty() { "-".to_string() } else { b.rules.join(",") }
                 );
             }
         }
         if changed_posts == 0 {
             s.push_str("  (none)\n");
         }
-        let _ = writeln!(
-            s,
-            "{changed_accounts} account(s) and {changed_posts} post(s) change"
-        );
+        let _ = writeln!(s, "{changed_accounts} account(s) and {changed_posts} post(s) change");
         f.write_str(&s)
     }
 }
 
 fn load(dir: &Path, forces: &Forces) -> anyhow::Result<Detector> {
     Detector::load(dir, forces).map_err(|errors| {
-        let mut msg = format!(
-            "{} error(s) in pattern files in {}:",
-            errors.len(),
-            dir.display()
-        );
+        let mut msg = format!("{} error(s) in pattern files in {}:", errors.len(), dir.display());
         for e in &errors {
             msg.push_str(&format!("\n  {e}"));
         }
@@ -500,19 +420,11 @@ fn load(dir: &Path, forces: &Forces) -> anyhow::Result<Detector> {
 }
 
 /// Evaluate the corpus with the pattern files in `old` and in `new`, and list what changes.
-pub fn compare(
-    old: &Path,
-    new: &Path,
-    corpus: &Path,
-    forces: &Forces,
-) -> anyhow::Result<CompareReport> {
+pub fn compare(old: &Path, new: &Path, corpus: &Path, forces: &Forces) -> anyhow::Result<CompareReport> {
     let corpus = Corpus::read(corpus)?;
     let old_d = load(old, forces).context("loading the OLD pattern directory")?;
     let new_d = load(new, forces).context("loading the new pattern directory")?;
-    Ok(CompareReport {
-        old: evaluate(&corpus, &old_d),
-        new: evaluate(&corpus, &new_d),
-    })
+    Ok(CompareReport { old: evaluate(&corpus, &old_d), new: evaluate(&corpus, &new_d) })
 }
 
 #[cfg(test)]
@@ -522,24 +434,14 @@ mod tests {
     #[test]
     fn prf_counts_and_edge_cases() {
         let mut p = Prf::default();
-        for (t, q) in [
-            (true, true),
-            (true, false),
-            (false, true),
-            (false, false),
-            (true, true),
-        ] {
+        for (t, q) in [(true, true), (true, false), (false, true), (false, false), (true, true)] {
             p.add(t, q);
         }
         assert_eq!((p.tp, p.fp, p.fn_), (2, 1, 1));
         assert!((p.precision() - 2.0 / 3.0).abs() < 1e-9);
         assert!((p.f1() - 2.0 / 3.0).abs() < 1e-9);
         assert_eq!(Prf::default().f1(), 1.0);
-        let none_right = Prf {
-            tp: 0,
-            fp: 3,
-            fn_: 2,
-        };
+        let none_right = Prf { tp: 0, fp: 3, fn_: 2 };
         assert_eq!(none_right.f1(), 0.0);
     }
 
@@ -583,9 +485,6 @@ mod tests {
         std::fs::write(dir.path().join("posts.jsonl"), "").unwrap();
         let err = Corpus::read(dir.path()).unwrap_err();
         let msg = format!("{err:#}");
-        assert!(
-            msg.contains("accounts.jsonl:2") && msg.contains("cop"),
-            "{msg}"
-        );
+        assert!(msg.contains("accounts.jsonl:2") && msg.contains("cop"), "{msg}");
     }
 }

@@ -86,22 +86,19 @@ impl Default for Forces {
 impl Forces {
     /// The list bundled with the program (`config/forces.toml`).
     pub fn embedded() -> Forces {
-        Forces::parse(EMBEDDED, "config/forces.toml (embedded)")
-            .expect("the embedded forces list is valid")
+        Forces::parse(EMBEDDED, "config/forces.toml (embedded)").expect("the embedded forces list is valid")
     }
 
     /// An operator's own forces file, in the format of `config/forces.toml`.
     pub fn load(path: &Path) -> anyhow::Result<Forces> {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         Forces::parse(&text, &path.display().to_string())
     }
 
     /// Parse a forces list; every problem (bad TOML, an alias claimed by two forces, an empty
     /// name) is reported with the file name.
     pub fn parse(text: &str, origin: &str) -> anyhow::Result<Forces> {
-        let raw: RawFile =
-            toml::from_str(text).with_context(|| format!("parsing forces list {origin}"))?;
+        let raw: RawFile = toml::from_str(text).with_context(|| format!("parsing forces list {origin}"))?;
         if raw.force.is_empty() {
             bail!("{origin}: no [[force]] entries");
         }
@@ -126,10 +123,7 @@ impl Forces {
                 }
                 if let Some(&other) = lookup.get(&key) {
                     if other != idx {
-                        problems.push(format!(
-                            "`{s}` is given for both `{}` and `{name}`",
-                            names[other]
-                        ));
+                        problems.push(format!("`{s}` is given for both `{}` and `{name}`", names[other]));
                     }
                 } else {
                     lookup.insert(key, idx);
@@ -171,11 +165,7 @@ impl Forces {
             areas: build(&area_pats, false)?,
             areas_to,
         };
-        Ok(Forces {
-            names,
-            lookup,
-            matchers: Arc::new(matchers),
-        })
+        Ok(Forces { names, lookup, matchers: Arc::new(matchers) })
     }
 
     /// The canonical name for an alias or name, case-insensitively.
@@ -204,17 +194,10 @@ impl Forces {
                     continue;
                 }
                 // Names already cover this text (e.g. "Met" inside "Met Police").
-                if out
-                    .iter()
-                    .any(|o: &Mention| o.span.start < span.end && span.start < o.span.end)
-                {
+                if out.iter().any(|o: &Mention| o.span.start < span.end && span.start < o.span.end) {
                     continue;
                 }
-                out.push(Mention {
-                    span,
-                    force: self.names[to[hit.pattern().as_usize()]].clone(),
-                    kind,
-                });
+                out.push(Mention { span, force: self.names[to[hit.pattern().as_usize()]].clone(), kind });
             }
         }
         out.sort_by_key(|m| m.span.start);
@@ -243,19 +226,10 @@ mod tests {
         assert_eq!(f.canonical("gmp"), Some("Greater Manchester Police"));
         assert_eq!(f.canonical("Met"), Some("Metropolitan Police Service"));
         assert_eq!(f.canonical("Heddlu De Cymru"), Some("South Wales Police"));
-        assert_eq!(
-            f.canonical("heddlu gogledd cymru"),
-            Some("North Wales Police")
-        );
-        assert_eq!(
-            f.canonical("Heddlu Dyfed-Powys"),
-            Some("Dyfed-Powys Police")
-        );
+        assert_eq!(f.canonical("heddlu gogledd cymru"), Some("North Wales Police"));
+        assert_eq!(f.canonical("Heddlu Dyfed-Powys"), Some("Dyfed-Powys Police"));
         assert_eq!(f.canonical("Heddlu Gwent"), Some("Gwent Police"));
-        assert_eq!(
-            f.canonical("PSNI"),
-            Some("Police Service of Northern Ireland")
-        );
+        assert_eq!(f.canonical("PSNI"), Some("Police Service of Northern Ireland"));
         assert_eq!(f.canonical("Kent Police"), Some("Kent Police"));
         assert_eq!(f.canonical("Gotham PD"), None);
         // Areas are evidence, not aliases: "Bolton" is not a force name.
@@ -269,10 +243,7 @@ mod tests {
         let got: Vec<_> = m.iter().map(|m| (m.force.as_str(), m.kind)).collect();
         assert_eq!(
             got,
-            vec![
-                ("Greater Manchester Police", MentionKind::Area),
-                ("Greater Manchester Police", MentionKind::Abbreviation)
-            ]
+            vec![("Greater Manchester Police", MentionKind::Area), ("Greater Manchester Police", MentionKind::Abbreviation)]
         );
         let m = f.find("Met Police officer");
         assert_eq!(m.len(), 1);
@@ -284,12 +255,12 @@ mod tests {
 
     #[test]
     fn operator_file_errors_name_the_file_and_duplicate_aliases_are_rejected() {
-        let err = Forces::parse("[[force]]\nname = \"A Police\"\naliases = [\"X\"]\n[[force]]\nname = \"B Police\"\naliases = [\"x\"]\n", "my.toml")
-            .unwrap_err();
-        assert!(
-            err.to_string().contains("my.toml") && err.to_string().contains("`x`"),
-            "{err}"
-        );
+        let err = Forces::parse(
+            "[[force]]\nname = \"A Police\"\naliases = [\"X\"]\n[[force]]\nname = \"B Police\"\naliases = [\"x\"]\n",
+            "my.toml",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("my.toml") && err.to_string().contains("`x`"), "{err}");
         let err = Forces::parse("[[force]]\nnom = \"A\"\n", "bad.toml").unwrap_err();
         assert!(format!("{err:#}").contains("bad.toml"), "{err:#}");
     }

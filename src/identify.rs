@@ -71,20 +71,12 @@ impl SignalKind {
 impl FromStr for SignalKind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        SignalKind::ALL
-            .iter()
-            .copied()
-            .find(|k| k.as_str() == s)
-            .ok_or_else(|| {
-                format!(
-                    "unknown signal `{s}` (expected one of: {})",
-                    SignalKind::ALL
-                        .iter()
-                        .map(|k| k.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            })
+        SignalKind::ALL.iter().copied().find(|k| k.as_str() == s).ok_or_else(|| {
+            format!(
+                "unknown signal `{s}` (expected one of: {})",
+                SignalKind::ALL.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ")
+            )
+        })
     }
 }
 
@@ -142,11 +134,7 @@ impl PostSignals {
             if self.evidence.contains(&e) {
                 continue;
             }
-            let n = self
-                .evidence
-                .iter()
-                .filter(|x| x.signal == e.signal)
-                .count();
+            let n = self.evidence.iter().filter(|x| x.signal == e.signal).count();
             if n < MAX_PER_SIGNAL {
                 self.evidence.push(e);
             }
@@ -172,12 +160,7 @@ pub struct Thresholds {
 
 impl Default for Thresholds {
     fn default() -> Self {
-        Thresholds {
-            post_factor: 0.6,
-            post_cap: 3.0,
-            serving: 3.0,
-            counter: 2.0,
-        }
+        Thresholds { post_factor: 0.6, post_cap: 3.0, serving: 3.0, counter: 2.0 }
     }
 }
 
@@ -225,12 +208,7 @@ impl Identifier {
                 RuleKind::Category(_) => None,
             })
             .collect();
-        Identifier {
-            rules,
-            forces,
-            kinds,
-            thresholds: Thresholds::default(),
-        }
+        Identifier { rules, forces, kinds, thresholds: Thresholds::default() }
     }
 
     /// How many identity rules are loaded.
@@ -242,24 +220,14 @@ impl Identifier {
     pub fn post_signals(&self, post: &Post) -> PostSignals {
         let text = post.full_text();
         let mut out = PostSignals::default();
-        let source = || EvidenceSource::Post {
-            platform_id: post.platform_id.clone(),
-        };
+        let source = || EvidenceSource::Post { platform_id: post.platform_id.clone() };
         for m in self.rules.matches(&text, |r| r.fields.posts) {
             let first = &m.spans[0];
-            out.evidence.push(Evidence {
-                source: source(),
-                signal: m.rule.id.clone(),
-                text: clip(&text[first.clone()]),
-            });
+            out.evidence.push(Evidence { source: source(), signal: m.rule.id.clone(), text: clip(&text[first.clone()]) });
         }
         for f in self.forces.find(&text) {
             if f.kind != MentionKind::Area {
-                out.evidence.push(Evidence {
-                    source: source(),
-                    signal: FORCE_SIGNAL.into(),
-                    text: f.force,
-                });
+                out.evidence.push(Evidence { source: source(), signal: FORCE_SIGNAL.into(), text: f.force });
             }
         }
         out
@@ -281,18 +249,9 @@ impl Identifier {
 
         // Profile: display name and bio, each rule counted once.
         let mut profile_fired: HashMap<String, f32> = HashMap::new();
-        for (field, text) in [
-            (EvidenceSource::DisplayName, &account.display_name),
-            (EvidenceSource::Bio, &account.bio),
-        ] {
+        for (field, text) in [(EvidenceSource::DisplayName, &account.display_name), (EvidenceSource::Bio, &account.bio)] {
             let is_name = matches!(field, EvidenceSource::DisplayName);
-            for m in self.rules.matches(text, |r| {
-                if is_name {
-                    r.fields.display_name
-                } else {
-                    r.fields.bio
-                }
-            }) {
+            for m in self.rules.matches(text, |r| if is_name { r.fields.display_name } else { r.fields.bio }) {
                 let RuleKind::Signal(kind) = m.rule.kind else {
                     continue;
                 };
@@ -352,10 +311,7 @@ impl Identifier {
                 }
             }
         }
-        let post_force = post_forces
-            .iter()
-            .max_by_key(|(f, n)| (**n, std::cmp::Reverse(**f)))
-            .map(|(f, _)| f.to_string());
+        let post_force = post_forces.iter().max_by_key(|(f, n)| (**n, std::cmp::Reverse(**f))).map(|(f, _)| f.to_string());
 
         let force_bonus = match &profile_force {
             Some((MentionKind::Name | MentionKind::Abbreviation, _)) => 1.5,
@@ -393,10 +349,7 @@ impl Identifier {
             (Identity::Serving, serving)
         } else if former > 0.0 && former >= associated {
             (Identity::Former, former)
-        } else if associated + family > not_police
-            || (serving >= 2.0 && not_police == 0.0)
-            || force_bonus >= 1.5
-        {
+        } else if associated + family > not_police || (serving >= 2.0 && not_police == 0.0) || force_bonus >= 1.5 {
             (Identity::Associated, associated + family + serving)
         } else {
             (Identity::None, not_police)
@@ -412,18 +365,8 @@ impl Identifier {
             Identity::None => None,
             _ => profile_force.map(|(_, f)| f).or(post_force),
         };
-        let role = if identity == Identity::Serving {
-            role.map(|(_, r)| r)
-        } else {
-            None
-        };
-        IdentityVerdict {
-            identity,
-            score,
-            force,
-            role,
-            evidence,
-        }
+        let role = if identity == Identity::Serving { role.map(|(_, r)| r) } else { None };
+        IdentityVerdict { identity, score, force, role, evidence }
     }
 }
 
@@ -435,11 +378,7 @@ mod tests {
     use std::path::Path;
 
     fn detector() -> Detector {
-        Detector::load(
-            &Path::new(env!("CARGO_MANIFEST_DIR")).join("patterns"),
-            &Forces::embedded(),
-        )
-        .expect("patterns load")
+        Detector::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("patterns"), &Forces::embedded()).expect("patterns load")
     }
 
     fn account(name: &str, bio: &str) -> Account {
@@ -477,25 +416,12 @@ mod tests {
     #[test]
     fn serving_profiles_resolve_force_and_role() {
         let d = detector();
-        let v = verdict(
-            &d,
-            "Jo",
-            "PS 2231 | Neighbourhood, Salford | GMP | tweets my own",
-            &[],
-        );
+        let v = verdict(&d, "Jo", "PS 2231 | Neighbourhood, Salford | GMP | tweets my own", &[]);
         assert_eq!(v.identity, Identity::Serving, "{v:?}");
         assert_eq!(v.force.as_deref(), Some("Greater Manchester Police"));
         assert_eq!(v.role.as_deref(), Some("constable"));
-        assert!(v
-            .evidence
-            .iter()
-            .any(|e| e.source == EvidenceSource::Bio && e.signal == "id.rank_with_number"));
-        let v = verdict(
-            &d,
-            "Cerys",
-            "Rhingyll gyda Heddlu De Cymru. Swyddog heddlu ers 2011. Barn fy hun.",
-            &[],
-        );
+        assert!(v.evidence.iter().any(|e| e.source == EvidenceSource::Bio && e.signal == "id.rank_with_number"));
+        let v = verdict(&d, "Cerys", "Rhingyll gyda Heddlu De Cymru. Swyddog heddlu ers 2011. Barn fy hun.", &[]);
         assert_eq!(v.identity, Identity::Serving, "{v:?}");
         assert_eq!(v.force.as_deref(), Some("South Wales Police"));
     }
@@ -531,13 +457,7 @@ mod tests {
         ];
         let v = verdict(&d, "nightowl", "", &posts);
         assert_eq!(v.identity, Identity::Serving, "{v:?}");
-        assert!(
-            v.evidence
-                .iter()
-                .filter(|e| matches!(e.source, EvidenceSource::Post { .. }))
-                .count()
-                >= 3
-        );
+        assert!(v.evidence.iter().filter(|e| matches!(e.source, EvidenceSource::Post { .. })).count() >= 3);
         let v = verdict(&d, "nightowl", "", &posts[..1]);
         assert_ne!(v.identity, Identity::Serving, "{v:?}");
         // A partner's shift talk is family evidence, not serving.
@@ -559,17 +479,10 @@ mod tests {
         let d = detector();
         let mut s = PostSignals::default();
         for i in 0..50 {
-            s.merge(d.identifier.post_signals(&post(
-                &format!("p{i}"),
-                "Lates again, custody rammed, my skipper is a legend",
-            )));
+            s.merge(d.identifier.post_signals(&post(&format!("p{i}"), "Lates again, custody rammed, my skipper is a legend")));
         }
         let sig = "id.post.job_vocabulary";
         assert!(s.evidence.iter().filter(|e| e.signal == sig).count() <= MAX_PER_SIGNAL);
-        assert!(
-            s.evidence.len() <= 4 * MAX_PER_SIGNAL,
-            "{}",
-            s.evidence.len()
-        );
+        assert!(s.evidence.len() <= 4 * MAX_PER_SIGNAL, "{}", s.evidence.len());
     }
 }

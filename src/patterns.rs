@@ -68,30 +68,16 @@ impl Detector {
         Detector::from_rules(rules, forces, dir)
     }
 
-    fn from_rules(
-        rules: Vec<Rule>,
-        forces: &Forces,
-        dir: &Path,
-    ) -> Result<Detector, Vec<PatternError>> {
-        let (identity, category): (Vec<Rule>, Vec<Rule>) = rules
-            .into_iter()
-            .partition(|r| matches!(r.kind, RuleKind::Signal(_)));
+    fn from_rules(rules: Vec<Rule>, forces: &Forces, dir: &Path) -> Result<Detector, Vec<PatternError>> {
+        let (identity, category): (Vec<Rule>, Vec<Rule>) = rules.into_iter().partition(|r| matches!(r.kind, RuleKind::Signal(_)));
         let identity = RuleSet::new(identity).map_err(|m| vec![dir_error(dir, m)])?;
         let category = RuleSet::new(category).map_err(|m| vec![dir_error(dir, m)])?;
-        Ok(Detector {
-            identifier: Identifier::new(identity, forces.clone()),
-            classifier: Classifier::new(category),
-        })
+        Ok(Detector { identifier: Identifier::new(identity, forces.clone()), classifier: Classifier::new(category) })
     }
 }
 
 fn dir_error(dir: &Path, message: String) -> PatternError {
-    PatternError {
-        file: dir.to_path_buf(),
-        line: None,
-        rule: None,
-        message,
-    }
+    PatternError { file: dir.to_path_buf(), line: None, rule: None, message }
 }
 
 /// What a rule detects.
@@ -159,23 +145,15 @@ impl Rule {
                 continue;
             }
             if let Some(not) = &self.not_near {
-                let all = not_all
-                    .get_or_insert_with(|| not.regex.find_iter(text).map(|m| m.range()).collect());
-                if all
-                    .iter()
-                    .any(|o| within(words, text, &span, o, not.within))
-                {
+                let all = not_all.get_or_insert_with(|| not.regex.find_iter(text).map(|m| m.range()).collect());
+                if all.iter().any(|o| within(words, text, &span, o, not.within)) {
                     continue;
                 }
             }
             if let Some(near) = &self.near {
-                let all = near_all
-                    .get_or_insert_with(|| near.regex.find_iter(text).map(|m| m.range()).collect());
-                let close: Vec<_> = all
-                    .iter()
-                    .filter(|o| !overlaps(&span, o) && within(words, text, &span, o, near.within))
-                    .cloned()
-                    .collect();
+                let all = near_all.get_or_insert_with(|| near.regex.find_iter(text).map(|m| m.range()).collect());
+                let close: Vec<_> =
+                    all.iter().filter(|o| !overlaps(&span, o) && within(words, text, &span, o, near.within)).cloned().collect();
                 if close.is_empty() {
                     continue;
                 }
@@ -197,13 +175,7 @@ fn overlaps(a: &Range<usize>, b: &Range<usize>) -> bool {
     a.start < b.end && b.start < a.end
 }
 
-fn within(
-    words: &mut WordIndex,
-    text: &str,
-    a: &Range<usize>,
-    b: &Range<usize>,
-    limit: Option<usize>,
-) -> bool {
+fn within(words: &mut WordIndex, text: &str, a: &Range<usize>, b: &Range<usize>, limit: Option<usize>) -> bool {
     match limit {
         None => true,
         Some(n) => words.distance(text, a, b) <= n,
@@ -363,21 +335,12 @@ struct RawContext {
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())]
-        .bytes()
-        .filter(|&b| b == b'\n')
-        .count()
-        + 1
+    text[..offset.min(text.len())].bytes().filter(|&b| b == b'\n').count() + 1
 }
 
 /// Every `*.toml` file in `dir`, sorted by name.
 fn pattern_files(dir: &Path) -> Result<Vec<PathBuf>, Vec<PatternError>> {
-    let rd = std::fs::read_dir(dir).map_err(|e| {
-        vec![dir_error(
-            dir,
-            format!("cannot read pattern directory: {e}"),
-        )]
-    })?;
+    let rd = std::fs::read_dir(dir).map_err(|e| vec![dir_error(dir, format!("cannot read pattern directory: {e}"))])?;
     let mut files: Vec<PathBuf> = rd
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|e| e == "toml") && p.is_file())
@@ -399,12 +362,7 @@ pub fn load_rules(dir: &Path) -> Result<Vec<Rule>, Vec<PatternError>> {
         let text = match std::fs::read_to_string(&file) {
             Ok(t) => t,
             Err(e) => {
-                errors.push(PatternError {
-                    file: file.clone(),
-                    line: None,
-                    rule: None,
-                    message: format!("cannot read: {e}"),
-                });
+                errors.push(PatternError { file: file.clone(), line: None, rule: None, message: format!("cannot read: {e}") });
                 continue;
             }
         };
@@ -476,18 +434,11 @@ pub fn parse_file(file: &Path, text: &str, errors: &mut Vec<PatternError>) -> Ve
                 }
             },
             (Some(_), Some(_)) => {
-                err(
-                    None,
-                    "a rule has either `category` or `signal`, not both".into(),
-                );
+                err(None, "a rule has either `category` or `signal`, not both".into());
                 None
             }
             (None, None) => {
-                err(
-                    None,
-                    "missing `category` (a SPEC.md category) or `signal` (an identity signal)"
-                        .into(),
-                );
+                err(None, "missing `category` (a SPEC.md category) or `signal` (an identity signal)".into());
                 None
             }
         };
@@ -527,17 +478,9 @@ pub fn parse_file(file: &Path, text: &str, errors: &mut Vec<PatternError>) -> Ve
             }
         };
         let fields = match &raw.fields {
-            None => Some(Fields {
-                display_name: true,
-                bio: true,
-                posts: true,
-            }),
+            None => Some(Fields { display_name: true, bio: true, posts: true }),
             Some(f) => {
-                let mut fl = Fields {
-                    display_name: false,
-                    bio: false,
-                    posts: false,
-                };
+                let mut fl = Fields { display_name: false, bio: false, posts: false };
                 let mut ok = true;
                 for s in f.get_ref() {
                     match s.as_str() {
@@ -545,12 +488,7 @@ pub fn parse_file(file: &Path, text: &str, errors: &mut Vec<PatternError>) -> Ve
                         "bio" => fl.bio = true,
                         "posts" => fl.posts = true,
                         other => {
-                            err(
-                                Some(f.span().start),
-                                format!(
-                                    "unknown field `{other}` (expected display_name, bio, posts)"
-                                ),
-                            );
+                            err(Some(f.span().start), format!("unknown field `{other}` (expected display_name, bio, posts)"));
                             ok = false;
                         }
                     }
@@ -561,11 +499,7 @@ pub fn parse_file(file: &Path, text: &str, errors: &mut Vec<PatternError>) -> Ve
         let pattern = match (&raw.regex, &raw.terms) {
             (Some(r), None) => {
                 let p = ascii_word_boundaries(r.get_ref());
-                let p = if raw.case_sensitive {
-                    p
-                } else {
-                    format!("(?i){p}")
-                };
+                let p = if raw.case_sensitive { p } else { format!("(?i){p}") };
                 match compile(&p) {
                     Ok(re) => Some((p, re)),
                     Err(e) => {
@@ -588,10 +522,7 @@ pub fn parse_file(file: &Path, text: &str, errors: &mut Vec<PatternError>) -> Ve
                 }
             },
             (Some(_), Some(_)) => {
-                err(
-                    None,
-                    "a rule has either `regex` or `terms`, not both".into(),
-                );
+                err(None, "a rule has either `regex` or `terms`, not both".into());
                 None
             }
             (None, None) => {
@@ -599,31 +530,27 @@ pub fn parse_file(file: &Path, text: &str, errors: &mut Vec<PatternError>) -> Ve
                 None
             }
         };
-        let mut context =
-            |c: &Option<Spanned<RawContext>>, name: &str| -> Result<Option<Context>, ()> {
-                let Some(c) = c else { return Ok(None) };
-                let at = Some(c.span().start);
-                let rc = c.get_ref();
-                let cs = rc.case_sensitive.unwrap_or(raw.case_sensitive);
-                let p = match (&rc.regex, &rc.terms) {
-                    (Some(r), None) => {
-                        let p = ascii_word_boundaries(r);
-                        Ok(if cs { p } else { format!("(?i){p}") })
-                    }
-                    (None, Some(t)) => terms_pattern(t, cs),
-                    _ => Err(format!("`{name}` needs exactly one of `regex` or `terms`")),
-                };
-                match p.and_then(|p| compile(&p).map_err(|e| format!("bad `{name}` regex: {e}"))) {
-                    Ok(regex) => Ok(Some(Context {
-                        regex,
-                        within: rc.within,
-                    })),
-                    Err(e) => {
-                        err(at, e);
-                        Err(())
-                    }
+        let mut context = |c: &Option<Spanned<RawContext>>, name: &str| -> Result<Option<Context>, ()> {
+            let Some(c) = c else { return Ok(None) };
+            let at = Some(c.span().start);
+            let rc = c.get_ref();
+            let cs = rc.case_sensitive.unwrap_or(raw.case_sensitive);
+            let p = match (&rc.regex, &rc.terms) {
+                (Some(r), None) => {
+                    let p = ascii_word_boundaries(r);
+                    Ok(if cs { p } else { format!("(?i){p}") })
                 }
+                (None, Some(t)) => terms_pattern(t, cs),
+                _ => Err(format!("`{name}` needs exactly one of `regex` or `terms`")),
             };
+            match p.and_then(|p| compile(&p).map_err(|e| format!("bad `{name}` regex: {e}"))) {
+                Ok(regex) => Ok(Some(Context { regex, within: rc.within })),
+                Err(e) => {
+                    err(at, e);
+                    Err(())
+                }
+            }
+        };
         let near = context(&raw.near, "near");
         let not_near = context(&raw.not_near, "not_near");
         if let Some(w) = raw.weight {
@@ -638,15 +565,9 @@ pub fn parse_file(file: &Path, text: &str, errors: &mut Vec<PatternError>) -> Ve
         }
         let _ = &raw.description;
         match (kind, severity, languages, fields, pattern, near, not_near) {
-            (
-                Some(kind),
-                Some(severity),
-                Some(languages),
-                Some(fields),
-                Some((pattern, regex)),
-                Ok(near),
-                Ok(not_near),
-            ) if !failed => {
+            (Some(kind), Some(severity), Some(languages), Some(fields), Some((pattern, regex)), Ok(near), Ok(not_near))
+                if !failed =>
+            {
                 out.push(Rule {
                     id: raw.id,
                     kind,
@@ -672,10 +593,7 @@ pub fn parse_file(file: &Path, text: &str, errors: &mut Vec<PatternError>) -> Ve
 }
 
 fn compile(pattern: &str) -> Result<Regex, regex::Error> {
-    RegexBuilder::new(pattern)
-        .size_limit(8 << 20)
-        .dfa_size_limit(8 << 20)
-        .build()
+    RegexBuilder::new(pattern).size_limit(8 << 20).dfa_size_limit(8 << 20).build()
 }
 
 /// Rewrite `\b` as the ASCII word boundary `(?-u:\b)`, leaving `\\b` (a literal backslash
@@ -703,11 +621,7 @@ pub fn ascii_word_boundaries(p: &str) -> String {
 /// A regex matching any of `terms` as whole words (where the term starts/ends with a word
 /// character), longest first.
 pub fn terms_pattern(terms: &[String], case_sensitive: bool) -> Result<String, String> {
-    let mut ts: Vec<&str> = terms
-        .iter()
-        .map(|t| t.trim())
-        .filter(|t| !t.is_empty())
-        .collect();
+    let mut ts: Vec<&str> = terms.iter().map(|t| t.trim()).filter(|t| !t.is_empty()).collect();
     if ts.is_empty() {
         return Err("`terms` is empty".into());
     }
@@ -716,29 +630,13 @@ pub fn terms_pattern(terms: &[String], case_sensitive: bool) -> Result<String, S
         .iter()
         .map(|t| {
             let first = t.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
-            let last = t
-                .chars()
-                .next_back()
-                .is_some_and(|c| c.is_ascii_alphanumeric());
+            let last = t.chars().next_back().is_some_and(|c| c.is_ascii_alphanumeric());
             // Spaces in a term match any run of whitespace.
-            let body = t
-                .split_whitespace()
-                .map(regex::escape)
-                .collect::<Vec<_>>()
-                .join(r"\s+");
-            format!(
-                "{}{}{}",
-                if first { r"(?-u:\b)" } else { "" },
-                body,
-                if last { r"(?-u:\b)" } else { "" }
-            )
+            let body = t.split_whitespace().map(regex::escape).collect::<Vec<_>>().join(r"\s+");
+            format!("{}{}{}", if first { r"(?-u:\b)" } else { "" }, body, if last { r"(?-u:\b)" } else { "" })
         })
         .collect();
-    Ok(format!(
-        "{}(?:{})",
-        if case_sensitive { "" } else { "(?i)" },
-        alts.join("|")
-    ))
+    Ok(format!("{}(?:{})", if case_sensitive { "" } else { "(?i)" }, alts.join("|")))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -754,11 +652,7 @@ pub struct ExampleReport {
 }
 
 /// Run every rule's `examples` (or only rule `only`), against the loaded rules.
-pub fn test_examples(
-    dir: &Path,
-    forces: &Forces,
-    only: Option<&str>,
-) -> Result<ExampleReport, Vec<PatternError>> {
+pub fn test_examples(dir: &Path, forces: &Forces, only: Option<&str>) -> Result<ExampleReport, Vec<PatternError>> {
     let rules = load_rules(dir)?;
     // The whole directory must also compile together (the set), as a scan would.
     Detector::from_rules(rules.clone(), forces, dir)?;
@@ -769,10 +663,7 @@ pub fn test_examples(
         for ex in &rule.examples_match {
             report.examples_run += 1;
             if rule.find(ex, &mut WordIndex::new()).is_empty() {
-                report.failures.push(format!(
-                    "{} ({loc}): should match but does not: {ex:?}",
-                    rule.id
-                ));
+                report.failures.push(format!("{} ({loc}): should match but does not: {ex:?}", rule.id));
             }
         }
         for ex in &rule.examples_no_match {
@@ -780,10 +671,7 @@ pub fn test_examples(
             let spans = rule.find(ex, &mut WordIndex::new());
             if !spans.is_empty() {
                 let what: Vec<&str> = spans.iter().map(|s| &ex[s.clone()]).collect();
-                report.failures.push(format!(
-                    "{} ({loc}): should not match but matches {what:?} in: {ex:?}",
-                    rule.id
-                ));
+                report.failures.push(format!("{} ({loc}): should not match but matches {what:?} in: {ex:?}", rule.id));
             }
         }
     }
@@ -850,16 +738,9 @@ match = ["x"]
         write(dir.path(), "b.toml", "[[rule]]\nid = \"ok.one\"\ncategory = \"political\"\nseverity = \"low\"\nterms = [\"v\"]\nmatch = [\"v\"]\n[[rule]]\nid = \"typo\"\ncategroy = \"political\"\n");
         let errors = load_rules(dir.path()).unwrap_err();
         let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
-        let find = |needle: &str| {
-            text.iter()
-                .find(|t| t.contains(needle))
-                .unwrap_or_else(|| panic!("{needle} not in {text:#?}"))
-        };
+        let find = |needle: &str| text.iter().find(|t| t.contains(needle)).unwrap_or_else(|| panic!("{needle} not in {text:#?}"));
         let re = find("bad.regex");
-        assert!(
-            re.contains("a.toml:13") && re.contains("unclosed group"),
-            "{re}"
-        );
+        assert!(re.contains("a.toml:13") && re.contains("unclosed group"), "{re}");
         assert!(find("gossip").contains("a.toml"));
         assert!(find("loud").contains("[rule bad.category]"));
         // The second file fails to deserialise (unknown key) and names its line.
@@ -876,10 +757,7 @@ match = ["x"]
         write(dir.path(), "b.toml", r);
         let errors = load_rules(dir.path()).unwrap_err();
         assert_eq!(errors.len(), 1);
-        assert!(
-            errors[0].to_string().contains("duplicate")
-                && errors[0].to_string().contains("a.toml:1")
-        );
+        assert!(errors[0].to_string().contains("duplicate") && errors[0].to_string().contains("a.toml:1"));
     }
 
     #[test]
@@ -906,13 +784,8 @@ match = ["raid tomorrow"]
     fn terms_are_whole_words_and_word_boundaries_are_ascii() {
         let r = one("[[rule]]\nid = \"x\"\ncategory = \"alcohol_drugs\"\nseverity = \"low\"\nterms = [\"ket\", \"🍺🍺\"]\nmatch = [\"ket\"]\n");
         assert!(r.find("did a bit of ket 😂", &mut WordIndex::new()).len() == 1);
-        assert!(r
-            .find("a basket of apples", &mut WordIndex::new())
-            .is_empty());
+        assert!(r.find("a basket of apples", &mut WordIndex::new()).is_empty());
         assert!(!r.find("pints🍺🍺", &mut WordIndex::new()).is_empty());
-        assert_eq!(
-            ascii_word_boundaries(r"\bPC\b \\b"),
-            r"(?-u:\b)PC(?-u:\b) \\b"
-        );
+        assert_eq!(ascii_word_boundaries(r"\bPC\b \\b"), r"(?-u:\b)PC(?-u:\b) \\b");
     }
 }

@@ -13,8 +13,7 @@ use exposure_monitor::patterns::Detector;
 
 fn report() -> Option<eval::EvalReport> {
     let corpus = common::shared("corpus/dev")?;
-    let detector = Detector::load(&common::repo().join("patterns"), &Forces::embedded())
-        .expect("pattern files load");
+    let detector = Detector::load(&common::repo().join("patterns"), &Forces::embedded()).expect("pattern files load");
     Some(eval::run(&corpus, &detector).expect("corpus reads"))
 }
 
@@ -30,11 +29,7 @@ fn dev_corpus_meets_the_detection_targets() {
         assert!(prf.f1() >= 0.90, "{c} F1 {prf}");
     }
     let false_hits: usize = r.false_hits_by_identity.values().sum();
-    assert_eq!(
-        false_hits, 0,
-        "hits from official/associated/none accounts: {:?}",
-        r.false_hits_by_identity
-    );
+    assert_eq!(false_hits, 0, "hits from official/associated/none accounts: {:?}", r.false_hits_by_identity);
 }
 
 #[test]
@@ -42,13 +37,7 @@ fn official_and_none_accounts_are_never_read_as_serving() {
     let Some(r) = report() else { return };
     for a in &r.accounts {
         if matches!(a.truth, Identity::Official | Identity::None) {
-            assert_ne!(
-                a.predicted,
-                Identity::Serving,
-                "{} labelled {} predicted serving",
-                a.id,
-                a.truth
-            );
+            assert_ne!(a.predicted, Identity::Serving, "{} labelled {} predicted serving", a.id, a.truth);
         }
     }
 }
@@ -73,25 +62,15 @@ fn eval_command_prints_metrics_and_writes_predictions() {
         .stdout
         .clone();
     let out = String::from_utf8(out).unwrap();
-    for needle in [
-        "serving identity: P",
-        "hits:",
-        "personal_data",
-        "identity confusion",
-    ] {
+    for needle in ["serving identity: P", "hits:", "personal_data", "identity confusion"] {
         assert!(out.contains(needle), "missing {needle} in:\n{out}");
     }
-    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&pred)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines: Vec<serde_json::Value> =
+        std::fs::read_to_string(&pred).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let accounts = lines.iter().filter(|v| v["kind"] == "account").count();
     let posts: Vec<_> = lines.iter().filter(|v| v["kind"] == "post").collect();
     assert!(accounts > 0 && !posts.is_empty());
-    assert!(posts
-        .iter()
-        .all(|p| p["categories"].is_array() && p["hit"].is_boolean() && p["id"].is_string()));
+    assert!(posts.iter().all(|p| p["categories"].is_array() && p["hit"].is_boolean() && p["id"].is_string()));
 }
 
 #[test]
@@ -105,13 +84,8 @@ fn compare_lists_what_a_pattern_change_does() {
         let p = entry.unwrap().path();
         let mut text = std::fs::read_to_string(&p).unwrap();
         if p.file_name().unwrap() == "personal_data.toml" {
-            let start = text
-                .find("[[rule]]\nid = \"pd.vehicle_registration\"")
-                .expect("rule present");
-            let end = text[start + 8..]
-                .find("[[rule]]")
-                .map(|e| start + 8 + e)
-                .unwrap();
+            let start = text.find("[[rule]]\nid = \"pd.vehicle_registration\"").expect("rule present");
+            let end = text[start + 8..].find("[[rule]]").map(|e| start + 8 + e).unwrap();
             text.replace_range(start..end, "");
         }
         std::fs::write(old.path().join(p.file_name().unwrap()), text).unwrap();
@@ -130,9 +104,6 @@ fn compare_lists_what_a_pattern_change_does() {
         .clone();
     let out = String::from_utf8(out).unwrap();
     assert!(out.contains("metrics (old -> new)"), "{out}");
-    assert!(
-        out.contains("personal_data") && out.contains("pd.vehicle_registration"),
-        "{out}"
-    );
+    assert!(out.contains("personal_data") && out.contains("pd.vehicle_registration"), "{out}");
     assert!(out.contains("post(s) change"), "{out}");
 }

@@ -32,10 +32,7 @@ pub struct Page {
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     #[error("{path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    Io { path: String, source: std::io::Error },
     #[error("{location}: {message}")]
     Malformed { location: String, message: String },
     #[error("stored cursor `{cursor}` is not valid for this source: {message}")]
@@ -54,8 +51,6 @@ pub trait Source: Send {
 /// Build the running source for a configured entry.
 pub fn build(entry: &SourceEntry) -> Box<dyn Source> {
     match &entry.kind {
-        SourceConfig::Replay(cfg) => {
-            Box::new(replay::ReplaySource::new(entry.name.clone(), cfg.clone()))
-        }
+        SourceConfig::Replay(cfg) => Box::new(replay::ReplaySource::new(entry.name.clone(), cfg.clone())),
     }
 }
