@@ -4,12 +4,19 @@
 //! alt texts, in the languages that apply, and combining what fired into categories, a severity
 //! and findings with matched spans. Pure and synchronous; allocation-light on posts that match
 //! nothing.
+//!
+//! Language: a platform hint decides when it names a rule language; otherwise
+//! [`normalise::detect_lang`] (a cheap English/Welsh function-word score) does. When neither is
+//! sure (short, mixed or other-language posts) both rule sets apply, so nothing falls between
+//! languages.
 
 use std::ops::Range;
 
 use serde::{Deserialize, Serialize};
 
 use crate::model::{Category, Lang, Post, Severity};
+use crate::normalise;
+use crate::patterns::{RuleKind, RuleSet};
 
 /// One rule that fired on a post.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,10 +49,143 @@ impl Classification {
 }
 
 /// The compiled category rules.
-pub struct Classifier {}
+pub struct Classifier {
+    rules: RuleSet,
+}
 
 impl Classifier {
-    pub fn classify(&self, _post: &Post) -> Classification {
-        Classification::default()
+    pub fn new(rules: RuleSet) -> Classifier {
+        Classifier { rules }
+    }
+
+    /// How many category rules are loaded.
+    pub fn rule_count(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// The rule language for a post: a usable platform hint wins unless the text is clearly
+    /// in the other rule language; `None` means "apply both".
+    pub fn post_lang(post: &Post, text: &str) -> Option<Lang> {
+        let hinted = post.lang_hints.iter().find_map(|h| normalise::lang_from_hint(h));
+        let detected = normalise::detect_lang(text);
+        match (hinted, detected) {
+            (Some(h), Some(d)) if h != d => None,
+            (Some(h), _) => Some(h),
+            (None, d) => d,
+        }
+    }
+
+    pub fn classify(&self, post: &Post) -> Classification {
+        let text = post.full_text();
+        self.classify_text(&text, Self::post_lang(post, &text))
+    }
+
+    /// Classify a plain text whose rule language is `lang` (`None`: both).
+    pub fn classify_text(&self, text: &str, lang: Option<Lang>) -> Classification {
+        let mut out = Classification { lang, ..Default::default() };
+        for m in self.rules.matches(text, |r| r.applies_to(lang)) {
+            let RuleKind::Category(category) = m.rule.kind else {
+                continue;
+            };
+            let matched = m.spans.iter().map(|s| text[s.clone()].trim()).collect::<Vec<_>>().join(" … ");
+            out.severity = out.severity.max(Some(m.rule.severity));
+            if !out.categories.contains(&category) {
+                out.categories.push(category);
+            }
+            out.findings.push(Finding {
+                rule_id: m.rule.id.clone(),
+                category,
+                severity: m.rule.severity,
+                spans: m.spans,
+                matched,
+            });
+        }
+        out.categories.sort();
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::forces::Forces;
+    use crate::patterns::Detector;
+    use chrono::Utc;
+    use std::path::Path;
+
+    fn classifier() -> Classifier {
+        Detector::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("patterns"), &Forces::embedded())
+            .expect("patterns load")
+            .classifier
+    }
+
+    fn post(text: &str, alt: &[&str], hints: &[&str]) -> Post {
+        Post {
+            platform: "mastodon".into(),
+            platform_id: "1".into(),
+            author_id: "a".into(),
+            created_at: Utc::now(),
+            text: text.into(),
+            alt_texts: alt.iter().map(|s| s.to_string()).collect(),
+            lang_hints: hints.iter().map(|s| s.to_string()).collect(),
+            url: None,
+        }
+    }
+
+    #[test]
+    fn spans_point_into_full_text_including_alt_text() {
+        let c = classifier();
+        let p = post("Saturday vibes", &["man in boxer shorts and a police hat"], &[]);
+        let r = c.classify(&p);
+        assert_eq!(r.categories, vec![Category::SexualNudity], "{r:?}");
+        let full = p.full_text();
+        let f = &r.findings[0];
+        assert!(f.spans.iter().all(|s| full.get(s.clone()).is_some()));
+        assert!(f.spans.iter().any(|s| &full[s.clone()] == "boxer shorts"), "{f:?}");
+        assert_eq!(f.matched, "boxer shorts");
+    }
+
+    #[test]
+    fn uk_disclosure_formats_are_found() {
+        let c = classifier();
+        let r = c.classify(&post("Pulled over a blue Golf, LB21 XRT, for the third time, same dealer as always", &[], &[]));
+        assert!(r.categories.contains(&Category::PersonalData), "{r:?}");
+        assert_eq!(r.severity, Some(Severity::High));
+        let r = c.classify(&post("Search warrant going in on the Fairfield estate tomorrow at 5, keep it quiet", &[], &[]));
+        assert!(r.categories.contains(&Category::Operational), "{r:?}");
+        let r = c.classify(&post("Any reporters want the inside story on Friday's stabbing? DM me, off the record", &[], &[]));
+        assert!(r.categories.contains(&Category::MediaContact), "{r:?}");
+        // Past-tense press release wording is not a disclosure.
+        let r = c.classify(&post("Officers executed a warrant in Ashford this morning and two men were arrested.", &[], &[]));
+        assert!(!r.categories.contains(&Category::Operational), "{r:?}");
+    }
+
+    #[test]
+    fn welsh_posts_get_welsh_rules_and_mixed_posts_get_both() {
+        let c = classifier();
+        let r = c.classify(&post("Sglodion am ddim eto gan y caffi ar y sgwâr, chwarae teg iddyn nhw", &[], &[]));
+        assert_eq!(r.lang, Some(Lang::Cym));
+        assert_eq!(r.categories, vec![Category::GiftsHospitality], "{r:?}");
+        // A wrong platform hint (en) on a Welsh post: unsure, so Welsh rules still apply.
+        let r = c.classify(&post("Dw i dal yn feddw o neithiwr ac ar shifft am 7 bore fory", &[], &["en"]));
+        assert!(r.categories.contains(&Category::AlcoholDrugs), "{r:?}");
+        // Short, mixed: both rule sets.
+        let r = c.classify(&post("pen mawr 🍺🍺🍺", &[], &[]));
+        assert_eq!(r.lang, None);
+        assert!(r.categories.contains(&Category::AlcoholDrugs), "{r:?}");
+    }
+
+    #[test]
+    fn exceptions_keep_quoted_slurs_and_unrelated_words_out() {
+        let c = classifier();
+        for text in [
+            "Some idiot in the lobby called me a slur, reported and muted",
+            "Fixed a laptop for the PC club and made everyone a brew",
+            "Strike ballot result tomorrow, fingers crossed",
+            "Pothole on Mill Road reported again",
+        ] {
+            let r = c.classify(&post(text, &[], &[]));
+            assert!(r.categories.is_empty(), "{text}: {r:?}");
+        }
     }
 }

@@ -32,12 +32,64 @@ pub fn html_to_text(html: &str) -> String {
     out.trim().to_string()
 }
 
-/// The most likely rule language of `text`, or `None` when it is too short or in neither.
+/// Welsh function words and very common words (lower case). Chosen to be rare as English
+/// words; `a`, `i`, `o`, `am` and `mi` are left out because English uses them too.
+const WELSH_WORDS: &[&str] = &[
+    "yn", "y", "yr", "ac", "ar", "mae", "maen", "dwi", "dw", "dydw", "ddim", "gyda", "efo", "wedi", "bod", "heddiw", "heddi",
+    "fory", "yfory", "nos", "bore", "ein", "eich", "ei", "ond", "fy", "chi", "ni", "nhw", "sy", "sydd", "roedd", "oedd", "fi",
+    "iawn", "pawb", "diolch", "gan", "gyd", "hefyd", "erioed", "rŵan", "nawr", "yma", "eto", "arall", "dim", "bob", "pob", "ti",
+    "sut", "pwy", "beth", "pan", "achos", "hwn", "hon", "hyn", "neu", "mewn", "drwy", "trwy", "dros", "tan", "heb", "rhaid",
+    "gallu", "methu", "cael", "gael", "dod", "mynd", "wneud", "gwneud", "cymraeg", "heddlu", "diwrnod", "noson", "neithiwr",
+    "i'r", "o'r", "ôl", "ydw", "ydy", "ydi", "oes", "mor", "ddydd", "wythnos", "gwaith", "'ma", "mi'n", "dwi'n", "dw i", "ma",
+    "sa", "gweud", "deud", "llawer", "lot", "fawr", "mawr", "newydd", "cyn", "ar ôl", "am ddim",
+];
+
+/// English function words (lower case) that are not also Welsh words.
+const ENGLISH_WORDS: &[&str] = &[
+    "the", "and", "to", "of", "in", "is", "it", "you", "that", "for", "on", "with", "my", "was", "at", "this", "have", "are",
+    "not", "but", "me", "we", "they", "just", "so", "what", "all", "if", "get", "out", "up", "no", "from", "your", "when", "one",
+    "been", "it's", "i'm", "don't", "can't", "about", "who", "tonight", "today", "again", "had", "he", "she", "his", "her",
+    "our", "their", "there", "be", "do", "did", "got", "after", "than", "then", "them", "will", "would", "should", "could",
+    "has", "were", "an", "by", "as",
+];
+
+/// English and Welsh evidence in `text`: counts of function words (and Welsh circumflexes).
+pub fn lang_scores(text: &str) -> (usize, usize) {
+    let (mut eng, mut cym) = (0, 0);
+    for raw in text.split(|c: char| c.is_whitespace() || matches!(c, ',' | '.' | '!' | '?' | ';' | ':' | '(' | ')' | '"' | '/')) {
+        let w = raw.trim_matches(|c: char| !c.is_alphanumeric() && c != '\'' && c != '’').replace('’', "'").to_lowercase();
+        if w.is_empty() {
+            continue;
+        }
+        if WELSH_WORDS.contains(&w.as_str()) || w.contains(['ŵ', 'ŷ']) || (w.contains(['â', 'ô', 'ê', 'î']) && w.len() > 2)
+        {
+            cym += 1;
+        } else if ENGLISH_WORDS.contains(&w.as_str()) {
+            eng += 1;
+        }
+    }
+    (eng, cym)
+}
+
+/// The rule language of `text` when the evidence is clear, or `None` when it is too short,
+/// mixed, or in neither (the classifier then applies both rule sets).
+///
+/// whatlang has no Welsh model, so the decision is a function-word score: cheap (no model,
+/// one pass over the words) and good at exactly the question the rules need answered.
 pub fn detect_lang(text: &str) -> Option<Lang> {
-    // whatlang has no Welsh model; Welsh detection is decided with the classifier work.
-    match whatlang::detect_lang(text)? {
-        whatlang::Lang::Eng => Some(Lang::Eng),
-        _ => None,
+    let (eng, cym) = lang_scores(text);
+    if cym >= 2 && cym >= 2 * eng {
+        Some(Lang::Cym)
+    } else if eng >= 2 && eng >= 3 * cym.max(1) {
+        Some(Lang::Eng)
+    } else if eng + cym == 0 && text.chars().filter(|c| c.is_alphabetic()).count() > 40 {
+        // No function words of either: only a long text is worth asking whatlang about.
+        match whatlang::detect_lang(text)? {
+            whatlang::Lang::Eng => Some(Lang::Eng),
+            _ => None,
+        }
+    } else {
+        None
     }
 }
 
@@ -65,6 +117,19 @@ mod tests {
     fn script_text_is_kept_as_text_not_markup() {
         let t = html_to_text("<p>&lt;script&gt;alert(1)&lt;/script&gt;</p>");
         assert_eq!(t, "<script>alert(1)</script>");
+    }
+
+    #[test]
+    fn welsh_and_english_are_told_apart_and_unsure_is_none() {
+        assert_eq!(
+            detect_lang("Methu deud llawer ond bore fory am 6 mi fydd 'na gnoc go fawr ar ddrws yn Twthill"),
+            Some(Lang::Cym)
+        );
+        assert_eq!(detect_lang("Diolch eto i Siop Sglodion Morfa am y sglodion am ddim neithiwr"), Some(Lang::Cym));
+        assert_eq!(detect_lang("3rd night shift in a row and custody was carnage. home, cereal, bed"), Some(Lang::Eng));
+        // Too short or mixed: neither, so both rule sets apply.
+        assert_eq!(detect_lang("Glaw. Eto."), None);
+        assert_eq!(detect_lang("barn fy hun / views my own"), None);
     }
 
     #[test]
