@@ -42,6 +42,8 @@ pub struct Coverage {
     pub sources: Vec<SourceCoverage>,
     /// How many sources failed at least once.
     pub failed_sources: usize,
+    /// Findings not stored because a reviewer had dismissed the same finding before.
+    pub suppressed: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -58,6 +60,8 @@ pub struct SourceCoverage {
     pub errors: u64,
     /// The most recent error that stopped the source, single-line.
     pub last_error: Option<String>,
+    /// Findings suppressed by earlier dismissals.
+    pub suppressed: u64,
 }
 
 impl Coverage {
@@ -77,6 +81,8 @@ impl Coverage {
                 e.posts_read += s.posts_read;
                 e.hits += s.hits;
                 e.errors += s.errors;
+                e.suppressed += s.suppressed;
+                cov.suppressed += s.suppressed;
                 match &s.error {
                     Some(err) => {
                         e.failed_runs += 1;
@@ -474,7 +480,9 @@ fn account_view(mut hits: Vec<&HitRecord>) -> AccountView {
 
 fn hit_view(h: &HitRecord) -> HitView {
     let spans = h.classification.findings.iter().flat_map(|f| f.spans.iter().cloned());
-    let excerpt = excerpt(&h.text, spans);
+    // Personal data is masked before the excerpt is cut; the marks move with the masks.
+    let (text, spans) = crate::redact::apply(&h.text, spans);
+    let excerpt = excerpt(&text, spans);
     let mut rules: Vec<&str> = h.classification.findings.iter().map(|f| f.rule_id.as_str()).collect();
     rules.sort_unstable();
     rules.dedup();
@@ -730,6 +738,7 @@ pub(crate) mod tests {
             hits: 0,
             errors: 0,
             error: error.map(str::to_string),
+            suppressed: 0,
         }
     }
 
