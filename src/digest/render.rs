@@ -759,6 +759,46 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn coverage_says_how_many_findings_were_suppressed() {
+        let mut a = summary("masto", 10, 100, None);
+        a.suppressed = 3;
+        let mut b = summary("masto", 5, 50, None);
+        b.suppressed = 2;
+        let c = Coverage::from_runs(&[run(2, vec![a]), run(1, vec![b, summary("bsky", 1, 1, None)])]);
+        assert_eq!(c.suppressed, 5);
+        assert_eq!(c.sources.iter().find(|s| s.name == "masto").unwrap().suppressed, 5);
+        let r = render(&environment(), &DigestView::new("Kent Police", &[], &c, now()), "[em]").unwrap();
+        let line = "Suppressed: 5 findings not reported again because a reviewer dismissed the same finding";
+        assert!(r.text.contains(line), "{}", r.text);
+        assert!(r.text.contains("150 posts, 0 hits, 5 suppressed"), "{}", r.text);
+        assert!(r.html.contains("Suppressed: <b>5</b> findings not reported again"), "{}", r.html);
+        let none = Coverage::from_runs(&[run(1, vec![summary("bsky", 1, 1, None)])]);
+        let r = render(&environment(), &DigestView::new("Kent Police", &[], &none, now()), "[em]").unwrap();
+        assert!(r.text.contains("Suppressed: 0 findings"), "{}", r.text);
+    }
+
+    #[test]
+    fn personal_data_is_masked_in_both_parts_and_marks_stay_on_the_finding() {
+        let text = "Stopped reg KE19 XWP again. The victim is Kelly Brennan, lives at 12 Mill Lane, ring 07700 900123";
+        let h = hit(9, Some("Kent Police"), "pc_a", text, &["KE19 XWP", "victim is Kelly Brennan"]);
+        let r = render_hits(&[h]);
+        for part in [&r.text, &r.html] {
+            for secret in ["XWP", "Kelly", "Brennan", "Mill Lane", "900123"] {
+                assert!(!part.contains(secret), "{secret} shown in {part}");
+            }
+        }
+        assert!(
+            r.text.contains("reg [[KE19 ***]] again. The [[victim is [name]]], lives at [address], ring [phone]"),
+            "{}",
+            r.text
+        );
+        let after = &r.html[r.html.find("Hit #9").unwrap()..];
+        let marks: Vec<&str> = after.split("<mark").skip(1).map(|s| s.split("</mark>").next().unwrap()).collect();
+        assert_eq!(marks.len(), 2, "{}", r.html);
+        assert!(marks[0].ends_with(">KE19 ***</b>") && marks[1].ends_with(">victim is [name]</b>"), "{marks:?}");
+    }
+
+    #[test]
     fn empty_day_says_nothing_found_with_counts() {
         let runs = vec![run(1, vec![summary("masto", 12, 340, None)])];
         let c = Coverage::from_runs(&runs);
