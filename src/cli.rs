@@ -887,12 +887,14 @@ async fn status(store: &Store) -> Result<u8> {
     for r in &st.runs {
         let total: u64 = r.summaries.iter().map(|s| s.hits).sum();
         let failed = r.summaries.iter().filter(|s| s.error.is_some()).count();
+        let suppressed: u64 = r.summaries.iter().map(|s| s.suppressed).sum();
         println!(
-            "  run {:<5} started {} {} hits {}, failed sources {}",
+            "  run {:<5} started {} {} hits {}, suppressed {}, failed sources {}",
             r.id,
             r.started_at.to_rfc3339(),
             r.finished_at.map(|t| format!("finished {}", t.to_rfc3339())).unwrap_or_else(|| "(did not finish)".into()),
             total,
+            suppressed,
             failed
         );
     }
