@@ -200,7 +200,7 @@ mod tests {
     use crate::model::{Category, Severity};
 
     fn finding(rule: &str, category: Category, severity: Severity, matched: &str) -> Finding {
-        Finding { rule_id: rule.into(), category, severity, spans: vec![0..1], matched: matched.into() }
+        Finding { rule_id: rule.into(), category, severity, spans: std::iter::once(0..1).collect(), matched: matched.into() }
     }
 
     #[test]

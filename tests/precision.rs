@@ -6,7 +6,6 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
-use predicates::prelude::*;
 
 fn bin() -> Command {
     Command::cargo_bin("exposure-monitor").unwrap()

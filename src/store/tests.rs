@@ -778,7 +778,7 @@ fn finding(rule: &str, matched: &str) -> Finding {
         rule_id: rule.into(),
         category: Category::Operational,
         severity: Severity::High,
-        spans: vec![0..4],
+        spans: std::iter::once(0..4).collect(),
         matched: matched.into(),
     }
 }
