@@ -11,12 +11,12 @@
 //! | email address | `jo.bloggs@mail.example` | `[email]` |
 //! | UK phone number (`0…` with 10-11 digits, `+44…`) | `07700 900123` | `[phone]` |
 //! | current-format vehicle registration (capitals) | `KE19 XWP` | `KE19 ***` (area and year only) |
-//! | older prefix-format registration | `P123 ABC` | `[reg]` |
 //! | full postcode (capitals) | `PE11 2AB` | `PE11 ***` (district only) |
 //! | crime / CAD / custody reference | `CU/4471/26`, `log 1234`, `quoting 46/41172/26` | `[ref]` |
 //! | house number and street | `12 Mill Lane` | `[address]` |
-//! | street named after where someone lives | `lives above the bookies on Cowley Road` | `… on [address]` |
+//! | street named after where someone lives, or after "of" | `lives above the bookies on Cowley Road`, `Lee Danvers, 34, of Cotswold Rise` | `… on [address]`, `… of [address]` |
 //! | name next to a victim/suspect/witness word | `the victim is Kelly Brennan` | `the victim is [name]` |
+//! | full name with an age | `Leah Mardon, 15,`, `Conal McGrory (24)`, `31-year-old Jordan Keevil` | `[name], 15,` ... |
 //!
 //! "Victim/suspect/witness words" are: victim, suspect, witness, IP / injured party,
 //! complainant, MisPer / missing person, offender, detainee, prisoner, defendant, accused,
@@ -26,9 +26,11 @@
 //! joining words: "is", "was", "named", "our", a comma), or two to three capitalised words
 //! shortly before it in the same sentence ("Connor Maddick has been located and arrested").
 //!
-//! Limits, on purpose: registrations and postcodes are matched in capitals only (lower-case
-//! forms collide with ordinary words); a street with no number is masked only after a word
-//! about where someone lives; a name on its own, with no such word nearby, is not masked.
+//! Limits, on purpose: registrations (current format only: older prefix plates collide with car
+//! models and call signs) and postcodes are matched in capitals only (lower-case forms collide
+//! with ordinary words); a street with no number is masked only after a word about where
+//! someone lives (or straight after "of"); a name on its own, with no such word or age next to
+//! it, is not masked.
 
 use std::ops::Range;
 use std::sync::LazyLock;
@@ -184,13 +186,9 @@ fn phones(text: &str, out: &mut Vec<Mask>) {
 
 fn registrations(text: &str, out: &mut Vec<Mask>) {
     static CURRENT: LazyLock<Regex> = LazyLock::new(|| re(r"\b([A-Z]{2}[0-9]{2}) ?[A-Z]{3}\b"));
-    static PREFIX: LazyLock<Regex> = LazyLock::new(|| re(r"\b[A-HJ-PR-Y][0-9]{1,3} ?[A-Z]{3}\b"));
     for c in CURRENT.captures_iter(text) {
         let (all, memory) = (c.get(0).expect("match"), &c[1]);
         out.push(mask(all.range(), Kind::Registration, format!("{memory} ***")));
-    }
-    for m in PREFIX.find_iter(text) {
-        out.push(mask(m.range(), Kind::Registration, "[reg]"));
     }
 }
 
@@ -229,7 +227,7 @@ const STREET: &str = "Street|St|Road|Rd|Drive|Close|Crescent|Avenue|Ave|Lane|Wal
 fn addresses(text: &str, out: &mut Vec<Mask>) {
     static NUMBERED: LazyLock<Regex> = LazyLock::new(|| {
         re(&format!(
-            r"\b[0-9]{{1,4}}[a-zA-Z]?,? (?:(?:[A-Z][\p{{L}}'’-]*|[a-z]{{2,3}}) ){{0,3}}[A-Z][\p{{L}}'’-]* (?:{STREET})\b|\b[0-9]{{1,4}}[a-zA-Z]?,? (?:Heol|Ffordd|Stryd|Lôn|Rhodfa|Teras|Cilgant) (?:[a-zA-Z]{{1,3}} )?[A-Z][\p{{L}}'’-]*"
+            r"\b[0-9]{{1,4}}[a-zA-Z]?,? (?:[A-Z][\p{{L}}'’-]* ){{0,3}}[A-Z][\p{{L}}'’-]* (?:{STREET})\b|\b[0-9]{{1,4}}[a-zA-Z]?,? (?:Heol|Ffordd|Stryd|Lôn|Rhodfa|Teras|Cilgant) (?:[a-zA-Z]{{1,3}} )?[A-Z][\p{{L}}'’-]*"
         ))
     });
     static STREET_NAME: LazyLock<Regex> = LazyLock::new(|| {
@@ -248,7 +246,8 @@ fn addresses(text: &str, out: &mut Vec<Mask>) {
     }
     for m in STREET_NAME.find_iter(text) {
         let lead = words_before(text, m.start(), 6);
-        if HOME.is_match(lead) {
+        // "… of Larch Grove" (court results); Welsh "o Stryd y Felin".
+        if HOME.is_match(lead) || text[..m.start()].ends_with(" of ") || text[..m.start()].ends_with(" o ") {
             out.push(mask(m.range(), Kind::Address, "[address]"));
         }
     }
@@ -280,121 +279,21 @@ const ROLE: &str = r"(?i:victims?|suspects?|witness(?:es)?|injured party|complai
                      detainees?|prisoners?|defendants?|accused|informants?|casualt(?:y|ies)|deceased|nominals?|arrested|nicked|\
                      charged|remanded|in custody|custody|wanted|dioddefwr|dioddefwraig|tyst|tystion|amheuwr|carcharor)|IP|IPs";
 
-/// Capitalised words that are not names (sentence starters, titles of rank, places' kinds).
-const NOT_NAMES: &[&str] = &[
-    "I",
-    "The",
-    "A",
-    "An",
-    "He",
-    "She",
-    "They",
-    "We",
-    "You",
-    "It",
-    "His",
-    "Her",
-    "Their",
-    "Our",
-    "My",
-    "This",
-    "That",
-    "These",
-    "Those",
-    "There",
-    "Then",
-    "When",
-    "Who",
-    "What",
-    "Why",
-    "How",
-    "And",
-    "But",
-    "So",
-    "If",
-    "Not",
-    "No",
-    "Yes",
-    "Also",
-    "Just",
-    "Today",
-    "Tonight",
-    "Tomorrow",
-    "Yesterday",
-    "Monday",
-    "Tuesday",
-    "Wednesday",
-    "Thursday",
-    "Friday",
-    "Saturday",
-    "Sunday",
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-    "Police",
-    "Station",
-    "Court",
-    "Crown",
-    "Magistrates",
-    "Custody",
-    "Sgt",
-    "Sergeant",
-    "Insp",
-    "Inspector",
-    "Constable",
-    "Officer",
-    "Officers",
-    "Detective",
-    "Pc",
-    "Street",
-    "St",
-    "Road",
-    "Rd",
-    "Drive",
-    "Close",
-    "Crescent",
-    "Avenue",
-    "Ave",
-    "Lane",
-    "Walk",
-    "Fold",
-    "Terrace",
-    "Rise",
-    "Mount",
-    "Way",
-    "Grove",
-    "Place",
-    "Gardens",
-    "Mews",
-    "Row",
-    "Square",
-    "Parade",
-    "Hill",
-    "View",
-    "Green",
-    "Park",
-    "Estate",
-    "Hospital",
-    "Prison",
-    "Victim",
-    "Suspect",
-    "Witness",
-    "Hmp",
-    "Lol",
-];
+/// Capitalised words that are not names (sentence starters, titles of rank, places' kinds),
+/// separated by whitespace.
+const NOT_NAMES: &str = "I The A An He She They We You It His Her Their Our My This That These Those There Then When \
+     Who What Why How And But So If Not No Yes Also Just Today Tonight Tomorrow Yesterday Monday Tuesday Wednesday Thursday \
+     Friday Saturday Sunday January February March April May June July August September October November December Police \
+     Station Court Crown Magistrates Custody Sgt Sergeant Insp Inspector Constable Officer Officers Detective Pc Street St \
+     Road Rd Drive Close Crescent Avenue Ave Lane Walk Fold Terrace Rise Mount Way Grove Place Gardens Mews Row Square Parade \
+     Hill View Green Park Estate Hospital Prison Victim Suspect Witness Hmp Lol Can Could Do Does Did Have Has Had Is Are Was \
+     Were Will Would Should Please Call Contact Anyone Anybody Someone Everyone Nobody Update Appeal Wanted Missing Charged \
+     Arrested Named Thanks Thank Cheers Happy Dear Meet Welcome Well Oh Ok Okay Here Where Now Still Got Get Went Back After \
+     Before At In On Of For From To With By Mae Y Yr";
 
 fn names(text: &str, out: &mut Vec<Mask>) {
     // Joining words allowed between a role word and the name after it.
-    const JOIN: &str = r"(?i:is|was|named|called|name|the|a|an|our|my|their|his|her|being|now|aka|yw|oedd|ydy|sef)";
+    const JOIN: &str = r"(?i:is|was|named|called|name|the|a|an|our|my|their|his|her|being|now|aka|man|woman|male|female|lad|boy|girl|person|yw|oedd|ydy|sef)";
     static AFTER: LazyLock<Regex> = LazyLock::new(|| {
         re(&format!(
             r"\b(?:{ROLE})\b(?:[ \t]*[,:(–-]?[ \t]*\b{JOIN}\b){{0,3}}[ \t]*[,:(–-]?[ \t]*(?P<name>(?:(?:Mr|Mrs|Ms|Miss|Dr)\.? )?{NAME_WORD}(?: {NAME_WORD}){{0,2}})\b"
@@ -405,6 +304,24 @@ fn names(text: &str, out: &mut Vec<Mask>) {
             r"(?P<name>\b(?:(?:Mr|Mrs|Ms|Miss|Dr)\.? )?{NAME_WORD}(?: {NAME_WORD}){{1,2}})\b(?:[ \t]*[,(]?[ \t]*(?:[a-z]+|[0-9]{{1,2}})){{0,4}}[ \t]*[,(:–-]?[ \t]*\b(?:{ROLE})\b"
         ))
     });
+    // A full name with an age: "Leah Mardon, 15,", "Conal McGrory (24)", "31-year-old Jordan Keevil".
+    static AGED: LazyLock<Regex> = LazyLock::new(|| {
+        re(&format!(
+            r"(?P<name>\b{NAME_WORD}(?: {NAME_WORD}){{1,2}})(?:, (?:aged )?[0-9]{{1,2}}\b| \([0-9]{{1,2}}\))|\b[0-9]{{1,2}}-year-old (?:[a-z]+ )?(?P<after>{NAME_WORD}(?: {NAME_WORD}){{1,2}})\b"
+        ))
+    });
+    for c in AGED.captures_iter(text) {
+        let found = match (c.name("name"), c.name("after")) {
+            // Not a time or a range ("Oxford Circus, 7–10pm").
+            (Some(_), _) if text[c.get(0).expect("match").end()..].starts_with(['–', '-', ':', '.', '/', 'a', 'p']) => None,
+            (Some(name), _) => name_run(text, name.range(), false, 2),
+            (None, Some(after)) => name_run(text, after.range(), true, 2),
+            (None, None) => None,
+        };
+        if let Some(r) = found {
+            out.push(mask(r, Kind::Name, "[name]"));
+        }
+    }
     let mut at = 0;
     while let Some(c) = AFTER.captures_at(text, at) {
         let name = c.name("name").expect("group");
@@ -438,7 +355,7 @@ fn name_run(text: &str, range: Range<usize>, leading: bool, min: usize) -> Optio
         .collect();
     let is_name = |w: &str| {
         let bare = w.trim_end_matches('.');
-        !NOT_NAMES.iter().any(|n| n.eq_ignore_ascii_case(bare))
+        !NOT_NAMES.split_whitespace().any(|n| n.eq_ignore_ascii_case(bare))
     };
     let is_title = |w: &str| matches!(w.trim_end_matches('.'), "Mr" | "Mrs" | "Ms" | "Miss" | "Dr");
     if leading {
@@ -469,7 +386,7 @@ mod tests {
     fn registrations_keep_only_area_and_year() {
         assert_eq!(r("Stopped a silver Astra, reg KE19 XWP, on the A20"), "Stopped a silver Astra, reg KE19 ***, on the A20");
         assert_eq!(r("plate KE19XWP"), "plate KE19 ***");
-        assert_eq!(r("old banger P123 ABC"), "old banger [reg]");
+        assert_eq!(r("new BMW X5 ARV on the M6"), "new BMW X5 ARV on the M6", "no prefix-format plates");
         // Roads and lower case are not plates.
         assert_eq!(r("the A34 at J25, ab12 cde"), "the A34 at J25, ab12 cde");
     }
@@ -497,7 +414,11 @@ mod tests {
             "numbered street"
         );
         assert_eq!(r("He lives above the bookies on Cowley Road. Guilty"), "He lives above the bookies on [address]. Guilty");
-        assert_eq!(r("Darren Fawley, 44 Kestrel Mount, Rawmarsh"), "Darren Fawley, [address], Rawmarsh");
+        assert_eq!(
+            r("Darren Fawley, 44 Kestrel Mount, Rawmarsh"),
+            "[name], [address], Rawmarsh",
+            "a name then a number reads as an age: masked too"
+        );
         assert_eq!(r("mae'n byw ar Heol y Bont"), "mae'n byw ar [address]");
         // A street with no number and nothing about anyone living there stays.
         assert_eq!(r("Raid at Elmtree Close tomorrow"), "Raid at Elmtree Close tomorrow");
@@ -516,6 +437,24 @@ mod tests {
         assert_eq!(r("Connor Maddick has been located and arrested"), "[name] has been located and arrested");
         assert_eq!(r("The fella we nicked, Jordan Pike, custody ref"), "The fella we nicked, [name], custody ref");
         assert_eq!(r("y dioddefwr yw Gareth Morgan"), "y dioddefwr yw [name]");
+        assert_eq!(r("WANTED: Can you help find Aled Price? Call 101"), "WANTED: Can you help find Aled Price? Call 101");
+        assert_eq!(r("Appeal for wanted man Rhys Ellery"), "Appeal for wanted man [name]");
+        // A full name with an age, and the court-result "of <street>".
+        assert_eq!(
+            r("Court: Tom Varley, 41, of Larch Grove, Leeds, jailed today"),
+            "Court: [name], 41, of [address], Leeds, jailed today"
+        );
+        assert_eq!(r("welfare of Amy Rusk, 15, last seen"), "welfare of [name], 15, last seen");
+        assert_eq!(r("Do you know where Kian O'Dowd (19) is?"), "Do you know where [name] (19) is?");
+        assert_eq!(r("find 31-year-old Ben Tarrant now"), "find 31-year-old [name] now");
+        assert_eq!(r("Manchester 10k, 640 runners"), "Manchester 10k, 640 runners");
+        assert_eq!(r("op at Oxford Circus, 7–10pm and Canary Wharf, 6pm"), "op at Oxford Circus, 7–10pm and Canary Wharf, 6pm");
+        assert_eq!(r("Llys: Iwan Jones, 29, o Stryd y Felin, Bala"), "Llys: [name], 29, o [address], Bala");
+        assert_eq!(
+            r("Bank Holiday, 2 days off"),
+            "Bank Holiday, 2 days off".replace("Bank Holiday", "[name]"),
+            "a known over-mask: two capitalised words before \", N\" read as a name and age"
+        );
         // Not names: sentence starters, ranks, streets; and no role word, no mask.
         assert_eq!(r("the victim. He was shaken"), "the victim. He was shaken");
         assert_eq!(r("suspect Tuesday morning"), "suspect Tuesday morning");
