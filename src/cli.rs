@@ -129,15 +129,21 @@ pub struct DigestArgs {
 pub enum HitsCommand {
     /// List hits, newest first (the reviewer's queue is `--status new`).
     List(ListArgs),
-    /// Show one hit with all its evidence.
+    /// Show one hit with all its evidence. Personal data in the post (registrations, names
+    /// next to victim/suspect words, phone numbers, addresses...) is masked unless --reveal.
     Show {
         /// Hit id (from `hits list`).
         id: i64,
+        /// Show the post text unmasked. Every reveal is written to the audit trail.
+        #[arg(long)]
+        reveal: bool,
     },
     /// Export hits for a case file: each with its post URL, retrieval time and a SHA-256 of the
     /// stored evidence.
     Export(ExportArgs),
-    /// Record a review decision for a hit.
+    /// Record a review decision for a hit. Dismissing a hit suppresses the same finding (same
+    /// account, rule and matched words) in later scans; the command says what it suppressed or
+    /// lifted.
     Review {
         /// Hit id (from `hits list`).
         id: i64,
@@ -403,15 +409,19 @@ async fn scan(config: &Config) -> Result<u8> {
     let result = crate::scan::run(config, &store, &detector, &on_page).await;
     bar.finish_and_clear();
     let report = result.context("scan stopped: database error")?;
-    println!("{:<20} {:>8} {:>10} {:>8} {:>6} {:>6}  error", "source", "accounts", "identified", "posts", "hits", "errors");
+    println!(
+        "{:<20} {:>8} {:>10} {:>8} {:>6} {:>10} {:>6}  error",
+        "source", "accounts", "identified", "posts", "hits", "suppressed", "errors"
+    );
     for s in &report.summaries {
         println!(
-            "{:<20} {:>8} {:>10} {:>8} {:>6} {:>6}  {}",
+            "{:<20} {:>8} {:>10} {:>8} {:>6} {:>10} {:>6}  {}",
             s.source,
             s.accounts_seen,
             s.identified,
             s.posts_read,
             s.hits,
+            s.suppressed,
             s.errors,
             s.error.as_deref().unwrap_or("-")
         );
@@ -494,10 +504,15 @@ async fn hits(config: &Config, store: &Store, cmd: HitsCommand) -> Result<u8> {
             store.audit(&actor(), "hits export", &format!("{} hit(s) as {:?}", hits.len(), args.format)).await?;
             Ok(0)
         }
-        HitsCommand::Show { id } => {
+        HitsCommand::Show { id, reveal } => {
             let hit = store.get_hit(id).await?;
-            store.audit(&actor(), "hits show", &format!("hit {id}")).await?;
-            print!("{}", describe_hit(&hit));
+            // Recorded before anything is printed: a reveal is never unlogged.
+            if reveal {
+                store.audit(&actor(), "reveal", &format!("hit {id}: post text shown unmasked")).await?;
+            } else {
+                store.audit(&actor(), "hits show", &format!("hit {id}")).await?;
+            }
+            print!("{}", describe_hit_as(&hit, reveal));
             let log = store.review_log(id).await?;
             if !log.is_empty() {
                 println!("review log:");
@@ -515,9 +530,38 @@ async fn hits(config: &Config, store: &Store, cmd: HitsCommand) -> Result<u8> {
         }
         HitsCommand::Review { id, status, note, reviewer } => {
             let reviewer = reviewer.filter(|r| !r.trim().is_empty()).unwrap_or_else(|| "unknown".into());
-            store.review_hit(id, status.into(), &note, &reviewer).await?;
+            let outcome = store.review(id, status.into(), &note, &reviewer).await?;
             store.audit(&reviewer, "hits review", &format!("hit {id} -> {}", status_name(status.into()))).await?;
             println!("hit {id}: {} by {reviewer}", status_name(status.into()));
+            if outcome.suppressions_added > 0 {
+                let detail = format!(
+                    "hit {id} dismissed: {} finding(s) of this account will be suppressed in later scans",
+                    outcome.suppressions_added
+                );
+                store.audit(&reviewer, "suppression added", &detail).await?;
+                println!("{detail}");
+            }
+            if outcome.suppressions_lifted > 0 {
+                let detail = format!(
+                    "hit {id} no longer dismissed: {} suppressed finding(s) will be reported again in later scans",
+                    outcome.suppressions_lifted
+                );
+                store.audit(&reviewer, "suppression lifted", &detail).await?;
+                println!("{detail}");
+            }
+            for (rule, by) in &outcome.suppressed_by_other {
+                match by {
+                    Some(other) => println!(
+                        "note: finding {} stays suppressed in later scans by the dismissal of hit {other} \
+                         (review hit {other} to lift it)",
+                        one_line(rule, 80)
+                    ),
+                    None => println!(
+                        "note: finding {} stays suppressed in later scans by the dismissal of a hit retention has deleted",
+                        one_line(rule, 80)
+                    ),
+                }
+            }
             Ok(0)
         }
     }
@@ -650,7 +694,7 @@ fn print_hit_table(hits: &[HitRecord]) {
             one_line(h.force.as_deref().unwrap_or("(unknown)"), 28),
             one_line(&h.account_handle, 24),
             cats.join(","),
-            one_line(&h.text, 60)
+            one_line(&crate::redact::redact(&h.text).text, 60)
         );
     }
     if hits.is_empty() {
@@ -658,8 +702,15 @@ fn print_hit_table(hits: &[HitRecord]) {
     }
 }
 
-/// The full evidence of a hit, for `hits show`.
+/// The evidence of a hit, for `hits show`, with personal data in the post masked.
 pub fn describe_hit(h: &HitRecord) -> String {
+    describe_hit_as(h, false)
+}
+
+/// The evidence of a hit for `hits show`: with `reveal`, the post text and matched words as
+/// stored; without, masked by [`crate::redact`] (matched words are the masked text under
+/// each finding's spans).
+pub fn describe_hit_as(h: &HitRecord, reveal: bool) -> String {
     use std::fmt::Write;
     let mut s = String::new();
     let _ = writeln!(s, "hit {}  [{}]  severity {}", h.id, status_name(h.status), h.severity);
@@ -698,16 +749,42 @@ pub fn describe_hit(h: &HitRecord) -> String {
         let _ = writeln!(s, "url:        {}", one_line(url, 500));
     }
     let _ = writeln!(s, "source:     {}", h.source);
+    let redacted = (!reveal).then(|| crate::redact::redact(&h.text));
     let _ = writeln!(s, "findings:");
     for f in &h.classification.findings {
-        let _ = writeln!(s, "  {} [{} / {}] \"{}\"", f.rule_id, f.category, f.severity, one_line(&f.matched, 200));
+        let matched = match &redacted {
+            None => f.matched.clone(),
+            Some(r) => masked_matched(r, f),
+        };
+        let _ = writeln!(s, "  {} [{} / {}] \"{}\"", f.rule_id, f.category, f.severity, one_line(&matched, 200));
     }
-    let _ = writeln!(s, "text:");
-    for line in h.text.lines() {
+    match &redacted {
+        Some(r) if r.masked() > 0 => {
+            let _ = writeln!(s, "text (personal data masked; `hits show {} --reveal` shows it and is logged):", h.id);
+        }
+        _ => {
+            let _ = writeln!(s, "text:");
+        }
+    }
+    let text = redacted.as_ref().map(|r| r.text.as_str()).unwrap_or(&h.text);
+    for line in text.lines() {
         let clean: String = line.chars().map(|c| if c.is_control() && c != '\t' { ' ' } else { c }).collect();
         let _ = writeln!(s, "  | {clean}");
     }
     s
+}
+
+/// A finding's matched words as they read in the masked text: the masked text under each of
+/// its spans, joined like [`crate::classify::Finding::matched`]. A finding without usable spans
+/// (blanked by retention) is masked on its own.
+fn masked_matched(r: &crate::redact::Redacted, f: &crate::classify::Finding) -> String {
+    let parts: Vec<&str> =
+        f.spans.iter().filter_map(|sp| r.text.get(r.map_span(sp.clone()))).map(str::trim).filter(|p| !p.is_empty()).collect();
+    if parts.is_empty() {
+        crate::redact::redact(&f.matched).text
+    } else {
+        parts.join(" … ")
+    }
 }
 
 fn patterns_dir(config_path: Option<&Path>, explicit: Option<PathBuf>) -> Result<(PathBuf, Forces)> {
@@ -810,12 +887,14 @@ async fn status(store: &Store) -> Result<u8> {
     for r in &st.runs {
         let total: u64 = r.summaries.iter().map(|s| s.hits).sum();
         let failed = r.summaries.iter().filter(|s| s.error.is_some()).count();
+        let suppressed: u64 = r.summaries.iter().map(|s| s.suppressed).sum();
         println!(
-            "  run {:<5} started {} {} hits {}, failed sources {}",
+            "  run {:<5} started {} {} hits {}, suppressed {}, failed sources {}",
             r.id,
             r.started_at.to_rfc3339(),
             r.finished_at.map(|t| format!("finished {}", t.to_rfc3339())).unwrap_or_else(|| "(did not finish)".into()),
             total,
+            suppressed,
             failed
         );
     }

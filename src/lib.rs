@@ -25,6 +25,7 @@ pub mod identify;
 pub mod model;
 pub mod normalise;
 pub mod patterns;
+pub mod redact;
 pub mod scan;
 pub mod sources;
 pub mod store;

@@ -10,12 +10,13 @@ use std::collections::HashMap;
 use chrono::Utc;
 use tracing::{info, warn};
 
+use crate::classify::Classification;
 use crate::config::{Config, SourceEntry};
 use crate::identify::PostSignals;
 use crate::model::{Identity, Post};
 use crate::patterns::Detector;
 use crate::sources::{self, Page, Source};
-use crate::store::{AccountUpdate, NewHit, PageCommit, SourceSummary, Store, StoreError};
+use crate::store::{AccountUpdate, NewHit, PageCommit, SourceSummary, Store, StoreError, SuppressionSet};
 
 /// The outcome of a scan: one summary per enabled source.
 #[derive(Debug, Clone, Default)]
@@ -100,6 +101,7 @@ pub async fn scan_source(
         identified = summary.identified,
         posts = summary.posts_read,
         hits = summary.hits,
+        suppressed = summary.suppressed,
         errors = summary.errors,
         "source scanned"
     );
@@ -134,8 +136,22 @@ async fn process_page(
             if first_time {
                 summary.identified += 1;
             }
+            // Loaded once per account, and only when one of its posts has findings.
+            let mut suppressions: Option<SuppressionSet> = None;
             for post in posts {
-                let classification = detector.classifier.classify(post);
+                let mut classification = detector.classifier.classify(post);
+                if !classification.is_hit_content() {
+                    continue;
+                }
+                let set = match &mut suppressions {
+                    Some(set) => set,
+                    None => suppressions.insert(store.suppressions(&account.platform, &account.platform_id).await?),
+                };
+                let dropped = remove_suppressed(&mut classification, set);
+                // Re-reading the dismissed post itself is not a new suppression.
+                if !set.is_origin(&post.platform_id) {
+                    summary.suppressed += dropped;
+                }
                 if classification.is_hit_content() {
                     commit.hits.push(NewHit {
                         source: source_name.to_string(),
@@ -158,4 +174,55 @@ async fn process_page(
         summary.errors += posts.len() as u64;
     }
     Ok(commit)
+}
+
+/// Drop the findings a dismissal suppresses (same rule, same normalised matched text) and
+/// recompute the categories and severity from what is left. Returns how many were dropped.
+/// When nothing is left, the post is not a hit.
+pub fn remove_suppressed(c: &mut Classification, suppressions: &SuppressionSet) -> u64 {
+    if suppressions.is_empty() {
+        return 0;
+    }
+    let before = c.findings.len();
+    c.findings.retain(|f| !suppressions.suppresses(&f.rule_id, &f.matched));
+    let dropped = (before - c.findings.len()) as u64;
+    if dropped > 0 {
+        c.categories = c.findings.iter().map(|f| f.category).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+        c.severity = c.findings.iter().map(|f| f.severity).max();
+    }
+    dropped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classify::Finding;
+    use crate::model::{Category, Severity};
+
+    fn finding(rule: &str, category: Category, severity: Severity, matched: &str) -> Finding {
+        Finding { rule_id: rule.into(), category, severity, spans: std::iter::once(0..1).collect(), matched: matched.into() }
+    }
+
+    #[test]
+    fn suppressed_findings_are_dropped_and_the_rest_recomputed() {
+        let mut c = Classification {
+            lang: None,
+            categories: vec![Category::Operational, Category::PersonalData],
+            severity: Some(Severity::High),
+            findings: vec![
+                finding("op.raid", Category::Operational, Severity::High, "Raid tomorrow"),
+                finding("pd.reg", Category::PersonalData, Severity::Medium, "KE19 XWP"),
+            ],
+        };
+        assert_eq!(remove_suppressed(&mut c, &SuppressionSet::default()), 0);
+        assert_eq!(c.findings.len(), 2);
+        let set = SuppressionSet::from_findings([("op.raid", "raid, tomorrow")]);
+        assert_eq!(remove_suppressed(&mut c, &set), 1);
+        assert_eq!(c.categories, vec![Category::PersonalData]);
+        assert_eq!(c.severity, Some(Severity::Medium));
+        assert!(c.is_hit_content());
+        let all = SuppressionSet::from_findings([("pd.reg", "ke19 xwp")]);
+        assert_eq!(remove_suppressed(&mut c, &all), 1);
+        assert!(!c.is_hit_content() && c.severity.is_none());
+    }
 }

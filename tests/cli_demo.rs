@@ -50,9 +50,16 @@ fn run_on_demo_leaves_a_routed_digest_in_the_outbox_and_is_idempotent() {
     let tvp = mails.iter().find(|m| m.to.contains("psd-tvp@")).expect("a message for Thames Valley PSD");
     // Routing: each force's hits go only to its own PSD.
     assert!(kent.text.contains("Elmtree Close"), "{}", kent.text);
-    assert!(!kent.text.contains("Cowley Road"), "a Thames Valley hit in Kent's digest");
-    assert!(tvp.text.contains("Cowley Road"), "{}", tvp.text);
+    assert!(!kent.text.contains("Oxford United"), "a Thames Valley hit in Kent's digest");
+    assert!(tvp.text.contains("Oxford United"), "{}", tvp.text);
     assert!(!tvp.text.contains("Elmtree Close"), "a Kent hit in Thames Valley's digest");
+    // Personal data in excerpts is masked in both parts; the stored evidence is not.
+    for (m, secrets) in [(kent, &["Kelly Brennan", "XWP", "Mill Lane"][..]), (tvp, &["Marcus Vell", "Cowley Road"][..])] {
+        for secret in secrets {
+            assert!(!m.text.contains(secret) && !m.html.contains(secret), "{secret} unmasked in {}", m.subject);
+        }
+    }
+    assert!(kent.text.contains("KE19 ***") && tvp.text.contains("[address]"), "{}", tvp.text);
     for m in &mails {
         assert!(!m.html.is_empty() && !m.text.is_empty(), "both parts in {}", m.subject);
         // Accounts that are not serving police never produce a hit.

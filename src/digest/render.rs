@@ -42,6 +42,8 @@ pub struct Coverage {
     pub sources: Vec<SourceCoverage>,
     /// How many sources failed at least once.
     pub failed_sources: usize,
+    /// Findings not stored because a reviewer had dismissed the same finding before.
+    pub suppressed: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -58,6 +60,8 @@ pub struct SourceCoverage {
     pub errors: u64,
     /// The most recent error that stopped the source, single-line.
     pub last_error: Option<String>,
+    /// Findings suppressed by earlier dismissals.
+    pub suppressed: u64,
 }
 
 impl Coverage {
@@ -77,6 +81,8 @@ impl Coverage {
                 e.posts_read += s.posts_read;
                 e.hits += s.hits;
                 e.errors += s.errors;
+                e.suppressed += s.suppressed;
+                cov.suppressed += s.suppressed;
                 match &s.error {
                     Some(err) => {
                         e.failed_runs += 1;
@@ -474,7 +480,9 @@ fn account_view(mut hits: Vec<&HitRecord>) -> AccountView {
 
 fn hit_view(h: &HitRecord) -> HitView {
     let spans = h.classification.findings.iter().flat_map(|f| f.spans.iter().cloned());
-    let excerpt = excerpt(&h.text, spans);
+    // Personal data is masked before the excerpt is cut; the marks move with the masks.
+    let (text, spans) = crate::redact::apply(&h.text, spans);
+    let excerpt = excerpt(&text, spans);
     let mut rules: Vec<&str> = h.classification.findings.iter().map(|f| f.rule_id.as_str()).collect();
     rules.sort_unstable();
     rules.dedup();
@@ -730,6 +738,7 @@ pub(crate) mod tests {
             hits: 0,
             errors: 0,
             error: error.map(str::to_string),
+            suppressed: 0,
         }
     }
 
@@ -747,6 +756,46 @@ pub(crate) mod tests {
         let r = render(&environment(), &DigestView::new("Kent Police", &[], &c, now()), "[em]").unwrap();
         assert!(r.html.contains("HTTP 503 from &lt;server&gt;"), "{}", r.html);
         assert!(r.text.contains("masto") && r.text.contains("HTTP 503 from <server>"), "{}", r.text);
+    }
+
+    #[test]
+    fn coverage_says_how_many_findings_were_suppressed() {
+        let mut a = summary("masto", 10, 100, None);
+        a.suppressed = 3;
+        let mut b = summary("masto", 5, 50, None);
+        b.suppressed = 2;
+        let c = Coverage::from_runs(&[run(2, vec![a]), run(1, vec![b, summary("bsky", 1, 1, None)])]);
+        assert_eq!(c.suppressed, 5);
+        assert_eq!(c.sources.iter().find(|s| s.name == "masto").unwrap().suppressed, 5);
+        let r = render(&environment(), &DigestView::new("Kent Police", &[], &c, now()), "[em]").unwrap();
+        let line = "Suppressed: 5 findings not reported again because a reviewer dismissed the same finding";
+        assert!(r.text.contains(line), "{}", r.text);
+        assert!(r.text.contains("150 posts, 0 hits, 5 suppressed"), "{}", r.text);
+        assert!(r.html.contains("Suppressed: <b>5</b> findings not reported again"), "{}", r.html);
+        let none = Coverage::from_runs(&[run(1, vec![summary("bsky", 1, 1, None)])]);
+        let r = render(&environment(), &DigestView::new("Kent Police", &[], &none, now()), "[em]").unwrap();
+        assert!(r.text.contains("Suppressed: 0 findings"), "{}", r.text);
+    }
+
+    #[test]
+    fn personal_data_is_masked_in_both_parts_and_marks_stay_on_the_finding() {
+        let text = "Stopped reg KE19 XWP again. The victim is Kelly Brennan, lives at 12 Mill Lane, ring 07700 900123";
+        let h = hit(9, Some("Kent Police"), "pc_a", text, &["KE19 XWP", "victim is Kelly Brennan"]);
+        let r = render_hits(&[h]);
+        for part in [&r.text, &r.html] {
+            for secret in ["XWP", "Kelly", "Brennan", "Mill Lane", "900123"] {
+                assert!(!part.contains(secret), "{secret} shown in {part}");
+            }
+        }
+        assert!(
+            r.text.contains("reg [[KE19 ***]] again. The [[victim is [name]]], lives at [address], ring [phone]"),
+            "{}",
+            r.text
+        );
+        let after = &r.html[r.html.find("Hit #9").unwrap()..];
+        let marks: Vec<&str> = after.split("<mark").skip(1).map(|s| s.split("</mark>").next().unwrap()).collect();
+        assert_eq!(marks.len(), 2, "{}", r.html);
+        assert!(marks[0].ends_with(">KE19 ***</b>") && marks[1].ends_with(">victim is [name]</b>"), "{marks:?}");
     }
 
     #[test]

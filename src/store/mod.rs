@@ -110,6 +110,10 @@ pub struct SourceSummary {
     pub errors: u64,
     /// The error that stopped the source, if any.
     pub error: Option<String>,
+    /// Findings not stored because a dismissal in review suppressed them (see
+    /// [`Store::suppressions`]).
+    #[serde(default)]
+    pub suppressed: u64,
 }
 
 /// A stored hit, as the digest and `hits` commands see it.
@@ -170,6 +174,96 @@ impl HitRecord {
         let bytes = serde_json::to_vec(&evidence).unwrap_or_default();
         format!("{:x}", Sha256::digest(&bytes))
     }
+}
+
+/// The findings an account's dismissed hits suppress: (rule id, [`matched_key`]) pairs, with
+/// the posts of the dismissed hits (re-reading one of those is not a new suppression).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SuppressionSet {
+    keys: std::collections::HashSet<(String, String)>,
+    origin_posts: std::collections::HashSet<String>,
+}
+
+impl SuppressionSet {
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Does a dismissal suppress this finding (same rule, same normalised matched text)?
+    pub fn suppresses(&self, rule_id: &str, matched: &str) -> bool {
+        match matched_key(matched) {
+            Some(key) => self.keys.contains(&(rule_id.to_string(), key)),
+            None => false,
+        }
+    }
+
+    /// Is `post_platform_id` the post of a dismissed hit that created a suppression?
+    pub fn is_origin(&self, post_platform_id: &str) -> bool {
+        self.origin_posts.contains(post_platform_id)
+    }
+
+    /// A set with these (rule id, matched text) findings suppressed (tests and tools).
+    pub fn from_findings<'a>(findings: impl IntoIterator<Item = (&'a str, &'a str)>) -> SuppressionSet {
+        let mut set = SuppressionSet::default();
+        for (rule, matched) in findings {
+            if let Some(key) = matched_key(matched) {
+                set.keys.insert((rule.to_string(), key));
+            }
+        }
+        set
+    }
+}
+
+/// What a review decision did to remembered suppressions.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ReviewOutcome {
+    /// The status before this decision.
+    pub previous: Option<ReviewStatus>,
+    /// Findings of this hit now suppressed in later scans (a dismissal).
+    pub suppressions_added: u64,
+    /// Suppressions this hit's earlier dismissal had created and that no longer apply (it is
+    /// not dismissed any more, and no other dismissed hit of the account has the finding).
+    pub suppressions_lifted: u64,
+    /// Findings of this hit that stay suppressed because another hit's dismissal covers them:
+    /// (rule id, that hit's id, when retention has not deleted it). Reported, never undone.
+    pub suppressed_by_other: Vec<(String, Option<i64>)>,
+}
+
+/// The normalised form of a finding's matched text, for remembering a dismissal: lower case,
+/// punctuation removed, runs of whitespace collapsed to one space, trimmed. "KE19-XWP!" and
+/// "ke19xwp" are the same; "KE19 XWP" is "ke19 xwp". Letters, digits, emoji and other symbols
+/// are kept (an emoji-only finding still has a key).
+pub fn normalise_matched(matched: &str) -> String {
+    let mut out = String::with_capacity(matched.len());
+    let mut space = false;
+    for c in matched.chars() {
+        if c.is_whitespace() {
+            space = !out.is_empty();
+        } else if !is_punctuation(c) {
+            if space {
+                out.push(' ');
+                space = false;
+            }
+            out.extend(c.to_lowercase());
+        }
+    }
+    out
+}
+
+/// The stored key of a finding's matched text: the hex SHA-256 of [`normalise_matched`], or
+/// `None` when nothing is left (a blanked finding never suppresses anything).
+pub fn matched_key(matched: &str) -> Option<String> {
+    use sha2::{Digest, Sha256};
+    let norm = normalise_matched(matched);
+    (!norm.is_empty()).then(|| format!("{:x}", Sha256::digest(norm.as_bytes())))
+}
+
+fn is_punctuation(c: char) -> bool {
+    c.is_ascii_punctuation()
+        || matches!(c,
+            '\u{00A1}' | '\u{00A7}' | '\u{00AB}' | '\u{00B6}' | '\u{00B7}' | '\u{00BB}' | '\u{00BF}'
+            | '\u{2010}'..='\u{2027}' | '\u{2030}'..='\u{205E}' | '\u{2E00}'..='\u{2E7F}' | '\u{3001}'..='\u{3003}'
+            | '\u{FF01}'..='\u{FF0F}')
 }
 
 /// Filters for `hits list`.
@@ -633,11 +727,12 @@ impl Store {
             return Err(StoreError::RunNotFound(run));
         }
         sqlx::query(
-            "INSERT INTO run_sources (run_id, source, accounts_seen, identified, posts_read, hits, errors, error, recorded_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
+            "INSERT INTO run_sources (run_id, source, accounts_seen, identified, posts_read, hits, errors, error, recorded_at, \
+             suppressed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
              ON CONFLICT (run_id, source) DO UPDATE SET accounts_seen = excluded.accounts_seen, \
              identified = excluded.identified, posts_read = excluded.posts_read, hits = excluded.hits, \
-             errors = excluded.errors, error = excluded.error, recorded_at = excluded.recorded_at",
+             errors = excluded.errors, error = excluded.error, recorded_at = excluded.recorded_at, \
+             suppressed = excluded.suppressed",
         )
         .bind(run)
         .bind(&summary.source)
@@ -648,6 +743,7 @@ impl Store {
         .bind(count(summary.errors))
         .bind(&error)
         .bind(&now)
+        .bind(count(summary.suppressed))
         .execute(&mut *tx)
         .await?;
         match &error {
@@ -762,19 +858,45 @@ impl Store {
         Ok(out)
     }
 
-    /// Record a review decision (append-only log) and set the hit's status.
+    /// Record a review decision (append-only log) and set the hit's status. See
+    /// [`Store::review`] for what it does to remembered suppressions.
     pub async fn review_hit(&self, id: i64, status: ReviewStatus, note: &str, reviewer: &str) -> Result<()> {
+        self.review(id, status, note, reviewer).await.map(|_| ())
+    }
+
+    /// Record a review decision (append-only log), set the hit's status, and keep remembered
+    /// suppressions in step, in one transaction:
+    /// - `dismissed`: each finding of the hit (platform, account, rule id, normalised matched
+    ///   text) is remembered, and later scans do not store it again ([`Store::suppressions`]);
+    /// - any other status on a hit that was dismissed: the suppressions its dismissal created
+    ///   are lifted, unless another dismissed hit of the account has the same finding (the
+    ///   suppression is then handed to that hit). The outcome says what was lifted;
+    /// - a decision on a hit whose finding another hit's dismissal suppresses changes nothing
+    ///   about that suppression; the outcome names the other hit.
+    pub async fn review(&self, id: i64, status: ReviewStatus, note: &str, reviewer: &str) -> Result<ReviewOutcome> {
         let now = ts(Utc::now());
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let done = sqlx::query("UPDATE hits SET status = ?, status_at = ? WHERE id = ?")
+        let row =
+            sqlx::query("SELECT status, platform, account_platform_id, post_platform_id, classification FROM hits WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(row) = row else {
+            return Err(StoreError::HitNotFound(id));
+        };
+        let what = |c: &str| format!("hit {id}, column {c}");
+        let previous = ReviewStatus::from_str(&row.try_get::<String, _>("status")?)
+            .map_err(|detail| StoreError::Corrupt { what: what("status"), detail })?;
+        let platform: String = row.try_get("platform")?;
+        let account: String = row.try_get("account_platform_id")?;
+        let post: String = row.try_get("post_platform_id")?;
+        let classification: Classification = parse_json(&row.try_get::<String, _>("classification")?, || what("classification"))?;
+        sqlx::query("UPDATE hits SET status = ?, status_at = ? WHERE id = ?")
             .bind(status.as_str())
             .bind(&now)
             .bind(id)
             .execute(&mut *tx)
             .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::HitNotFound(id));
-        }
         sqlx::query("INSERT INTO review_log (hit_id, reviewer, status, note, at) VALUES (?, ?, ?, ?, ?)")
             .bind(id)
             .bind(reviewer)
@@ -783,8 +905,115 @@ impl Store {
             .bind(&now)
             .execute(&mut *tx)
             .await?;
+        let mut outcome = ReviewOutcome { previous: Some(previous), ..Default::default() };
+        let keys: Vec<(String, String)> = classification
+            .findings
+            .iter()
+            .filter_map(|f| matched_key(&f.matched).map(|k| (f.rule_id.clone(), k)))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if status == ReviewStatus::Dismissed {
+            for (rule, key) in &keys {
+                outcome.suppressions_added += sqlx::query(
+                    "INSERT INTO suppressions (platform, account_platform_id, rule_id, normalised_sha256, hit_id, \
+                     post_platform_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) \
+                     ON CONFLICT (platform, account_platform_id, rule_id, normalised_sha256) DO NOTHING",
+                )
+                .bind(&platform)
+                .bind(&account)
+                .bind(rule)
+                .bind(key)
+                .bind(id)
+                .bind(&post)
+                .bind(&now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            }
+        } else {
+            let lifted: Vec<(String, String)> =
+                sqlx::query_as("SELECT rule_id, normalised_sha256 FROM suppressions WHERE hit_id = ?")
+                    .bind(id)
+                    .fetch_all(&mut *tx)
+                    .await?;
+            if !lifted.is_empty() {
+                sqlx::query("DELETE FROM suppressions WHERE hit_id = ?").bind(id).execute(&mut *tx).await?;
+                // Another dismissed hit of the account with the same finding keeps it suppressed.
+                let others = sqlx::query(
+                    "SELECT id, post_platform_id, classification FROM hits WHERE platform = ? AND account_platform_id = ? \
+                     AND status = 'dismissed' AND id != ? ORDER BY id",
+                )
+                .bind(&platform)
+                .bind(&account)
+                .bind(id)
+                .fetch_all(&mut *tx)
+                .await?;
+                let mut handed = std::collections::HashSet::new();
+                for other in &others {
+                    let other_id: i64 = other.try_get("id")?;
+                    let Ok(c) = serde_json::from_str::<Classification>(&other.try_get::<String, _>("classification")?) else {
+                        continue;
+                    };
+                    for f in &c.findings {
+                        let Some(key) = matched_key(&f.matched) else { continue };
+                        let k = (f.rule_id.clone(), key);
+                        if lifted.contains(&k) && handed.insert(k.clone()) {
+                            sqlx::query(
+                                "INSERT INTO suppressions (platform, account_platform_id, rule_id, normalised_sha256, \
+                                 hit_id, post_platform_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                            )
+                            .bind(&platform)
+                            .bind(&account)
+                            .bind(&k.0)
+                            .bind(&k.1)
+                            .bind(other_id)
+                            .bind(other.try_get::<String, _>("post_platform_id")?)
+                            .bind(&now)
+                            .execute(&mut *tx)
+                            .await?;
+                        }
+                    }
+                }
+                outcome.suppressions_lifted = (lifted.len() - handed.len()) as u64;
+            }
+        }
+        for (rule, key) in &keys {
+            let by: Option<(Option<i64>,)> = sqlx::query_as(
+                "SELECT hit_id FROM suppressions WHERE platform = ? AND account_platform_id = ? AND rule_id = ? \
+                 AND normalised_sha256 = ? AND (hit_id IS NULL OR hit_id != ?)",
+            )
+            .bind(&platform)
+            .bind(&account)
+            .bind(rule)
+            .bind(key)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some((hit,)) = by {
+                outcome.suppressed_by_other.push((rule.clone(), hit));
+            }
+        }
         tx.commit().await?;
-        Ok(())
+        Ok(outcome)
+    }
+
+    /// The findings dismissals suppress for one account (load once per account in a scan).
+    pub async fn suppressions(&self, platform: &str, account_platform_id: &str) -> Result<SuppressionSet> {
+        let rows: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT rule_id, normalised_sha256, post_platform_id FROM suppressions \
+             WHERE platform = ? AND account_platform_id = ?",
+        )
+        .bind(platform)
+        .bind(account_platform_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut set = SuppressionSet::default();
+        for (rule, key, post) in rows {
+            set.keys.insert((rule, key));
+            set.origin_posts.insert(post);
+        }
+        Ok(set)
     }
 
     /// A hit's review log, oldest first.
@@ -845,7 +1074,7 @@ impl Store {
             let started_at = parse_ts(&row.try_get::<String, _>("started_at")?, || what("started_at"))?;
             let finished_at = opt_ts(row, "finished_at", what)?;
             let summaries = sqlx::query(
-                "SELECT source, accounts_seen, identified, posts_read, hits, errors, error FROM run_sources \
+                "SELECT source, accounts_seen, identified, posts_read, hits, errors, error, suppressed FROM run_sources \
                  WHERE run_id = ? ORDER BY id",
             )
             .bind(id)
@@ -861,6 +1090,7 @@ impl Store {
                     hits: ucount(s.try_get("hits")?),
                     errors: ucount(s.try_get("errors")?),
                     error: s.try_get("error")?,
+                    suppressed: ucount(s.try_get("suppressed")?),
                 })
             })
             .collect::<Result<Vec<_>>>()?;

@@ -496,8 +496,16 @@ async fn a_crash_between_send_and_mark_leaves_the_digest_pending_after_reopen() 
 async fn runs_sources_and_status() {
     let db = db().await;
     let run1 = db.store.begin_run().await.unwrap();
-    let ok =
-        SourceSummary { source: "demo".into(), accounts_seen: 5, identified: 2, posts_read: 40, hits: 3, errors: 1, error: None };
+    let ok = SourceSummary {
+        source: "demo".into(),
+        accounts_seen: 5,
+        identified: 2,
+        posts_read: 40,
+        hits: 3,
+        errors: 1,
+        error: None,
+        suppressed: 4,
+    };
     let bad = SourceSummary {
         source: "mastodon".into(),
         error: Some("HTTP 503 from social.example".into()),
@@ -748,4 +756,88 @@ async fn get_hits_and_daily_category_counts() {
     let got: Vec<i64> = db.store.get_hits(&ids).await.unwrap().iter().map(|h| h.id).collect();
     assert_eq!(got, ids);
     assert!(matches!(db.store.get_hits(&[ids[0], 4242]).await, Err(StoreError::HitNotFound(4242))));
+}
+
+#[test]
+fn matched_text_is_normalised_before_it_is_remembered() {
+    assert_eq!(normalise_matched("  Raid,  at\tElmtree   CLOSE! "), "raid at elmtree close");
+    assert_eq!(normalise_matched("KE19-XWP"), "ke19xwp");
+    assert_eq!(normalise_matched("“off the record” … DM me"), "off the record dm me");
+    assert_eq!(normalise_matched("🍺🍺"), "🍺🍺", "emoji are kept");
+    assert_eq!(matched_key("Off the record!"), matched_key("off  the record"));
+    assert_ne!(matched_key("off the record"), matched_key("on the record"));
+    assert_eq!(matched_key(" … "), None, "nothing left: never a key");
+    let set = SuppressionSet::from_findings([("media.rule", "DM me")]);
+    assert!(set.suppresses("media.rule", "dm me!"));
+    assert!(!set.suppresses("other.rule", "dm me"));
+    assert!(!set.suppresses("media.rule", "dm him"));
+}
+
+fn finding(rule: &str, matched: &str) -> Finding {
+    Finding {
+        rule_id: rule.into(),
+        category: Category::Operational,
+        severity: Severity::High,
+        spans: std::iter::once(0..4).collect(),
+        matched: matched.into(),
+    }
+}
+
+#[tokio::test]
+async fn dismissal_remembers_findings_and_other_decisions_never_lift_silently() {
+    let db = db().await;
+    let mut a = hit(HitSpec { post: "p1", ..Default::default() });
+    a.classification.findings = vec![finding("op.raid", "Raid at Elmtree Close"), finding("op.time", "5am")];
+    let mut b = hit(HitSpec { post: "p2", ..Default::default() });
+    b.classification.findings = vec![finding("op.raid", "raid at elmtree close!")];
+    let mut other_account = hit(HitSpec { post: "p3", author: "a2", handle: "pc_jones", ..Default::default() });
+    other_account.classification.findings = vec![finding("op.raid", "Raid at Elmtree Close")];
+    db.store.commit_page(page(vec![a, b, other_account], None)).await.unwrap();
+    let id = |post: &str| {
+        let post = post.to_string();
+        let store = db.store.clone();
+        async move {
+            store.list_hits(&HitFilter::default()).await.unwrap().into_iter().find(|h| h.post_platform_id == post).unwrap().id
+        }
+    };
+    let (h1, h2, h3) = (id("p1").await, id("p2").await, id("p3").await);
+    assert!(db.store.suppressions("mastodon", "a1").await.unwrap().is_empty());
+
+    let out = db.store.review(h1, ReviewStatus::Dismissed, "banter", "alice").await.unwrap();
+    assert_eq!(out.suppressions_added, 2);
+    assert_eq!(out.previous, Some(ReviewStatus::New));
+    let set = db.store.suppressions("mastodon", "a1").await.unwrap();
+    assert!(set.suppresses("op.raid", "RAID at Elmtree Close"));
+    assert!(set.suppresses("op.time", "5am"));
+    assert!(set.is_origin("p1") && !set.is_origin("p2"));
+    // Same rule and text on another account is not suppressed.
+    assert!(db.store.suppressions("mastodon", "a2").await.unwrap().is_empty());
+
+    // Confirming a later hit with the same finding says so and changes nothing.
+    let out = db.store.review(h2, ReviewStatus::Confirmed, "real this time", "bob").await.unwrap();
+    assert_eq!(out.suppressions_lifted, 0);
+    assert_eq!(out.suppressed_by_other, vec![("op.raid".to_string(), Some(h1))]);
+    assert!(db.store.suppressions("mastodon", "a1").await.unwrap().suppresses("op.raid", "raid at elmtree close"));
+
+    // Dismissing it too adds nothing new (h1's key stands); un-dismissing h1 hands the shared
+    // finding to h2 and lifts only what no other dismissal covers.
+    let out = db.store.review(h2, ReviewStatus::Dismissed, "no", "bob").await.unwrap();
+    assert_eq!(out.suppressions_added, 0);
+    let out = db.store.review(h1, ReviewStatus::Escalated, "second look", "carol").await.unwrap();
+    assert_eq!(out.suppressions_lifted, 1, "op.time lifted; op.raid handed to h2");
+    let set = db.store.suppressions("mastodon", "a1").await.unwrap();
+    assert!(set.suppresses("op.raid", "raid at elmtree close") && !set.suppresses("op.time", "5am"));
+    assert_eq!(
+        db.store.review(h1, ReviewStatus::Confirmed, "", "carol").await.unwrap().suppressed_by_other,
+        vec![("op.raid".to_string(), Some(h2))]
+    );
+    // The review log keeps every decision; the unrelated hit is untouched.
+    assert_eq!(db.store.review_log(h1).await.unwrap().len(), 3);
+    assert_eq!(db.store.get_hit(h3).await.unwrap().status, ReviewStatus::New);
+    assert!(matches!(db.store.review(h3 + 100, ReviewStatus::Dismissed, "", "x").await, Err(StoreError::HitNotFound(_))));
+
+    // Retention deleting the dismissed hit keeps the decision.
+    db.store.purge(&Retention { dismissed_days: 30, days: 0 }, Utc::now() + chrono::Duration::days(1)).await.unwrap();
+    assert!(db.store.get_hit(h2).await.is_err());
+    assert!(db.store.suppressions("mastodon", "a1").await.unwrap().suppresses("op.raid", "Raid at Elmtree Close"));
 }
