@@ -328,6 +328,23 @@ pub struct ApiSearch {
     pub accounts: Vec<serde_json::Value>,
 }
 
+/// Who may read hashtag timelines on this server (`configuration.timelines_access` of
+/// `/api/v2/instance`, Mastodon 4.5+): `None` when the server does not say (older servers:
+/// public), else whether both the local and the remote feed are `public`.
+pub fn hashtag_feeds_public(instance_body: &[u8]) -> Result<Option<bool>, serde_json::Error> {
+    let v: serde_json::Value = serde_json::from_slice(instance_body)?;
+    let Some(feeds) = v.pointer("/configuration/timelines_access/hashtag_feeds") else {
+        return Ok(None);
+    };
+    let public = |k: &str| {
+        feeds
+            .get(k)
+            .and_then(|x| x.as_str())
+            .map_or(true, |x| x == "public")
+    };
+    Ok(Some(public("local") && public("remote")))
+}
+
 fn null_default<'de, D, T>(d: D) -> Result<T, D::Error>
 where
     D: serde::Deserializer<'de>,
@@ -761,6 +778,9 @@ impl MastodonSource {
                 let Some(name) = self.cfg.hashtags.get(tag) else {
                     return Ok((vec![], Stage::At(Pass::Directory { offset: 0 })));
                 };
+                if tag == 0 && requests == 0 && !self.hashtag_feeds_readable(page).await? {
+                    return Ok((vec![], Stage::At(Pass::Directory { offset: 0 })));
+                }
                 let since = cur.tags.get(name).cloned();
                 let mut query = vec![("limit", self.cfg.statuses_per_request.to_string())];
                 if let Some(id) = &since {
@@ -831,6 +851,32 @@ impl MastodonSource {
                 };
                 Ok((accounts, next))
             }
+        }
+    }
+
+    /// Whether this server lets visitors read hashtag timelines; when it does not, the tag stage
+    /// is skipped with a note rather than failing the source.
+    async fn hashtag_feeds_readable(&self, page: &mut Page) -> Result<bool, SourceError> {
+        let url = self.endpoint("api/v2/instance", &[])?;
+        let body = match self.http()?.get(&url, None).await {
+            Ok(resp) => resp.body,
+            // Older servers have no v2 instance entity; their tag timelines are public.
+            Err(e) if matches!(e.status(), Some(404 | 410)) => return Ok(true),
+            Err(e) => return Err(e.into()),
+        };
+        match hashtag_feeds_public(&body) {
+            Ok(Some(false)) => {
+                page.skipped.push(format!(
+                    "{}: {} does not make hashtag timelines public (configuration.timelines_access); hashtags skipped",
+                    self.name, self.cfg.instance
+                ));
+                Ok(false)
+            }
+            Ok(_) => Ok(true),
+            Err(e) => Err(SourceError::Malformed {
+                location: format!("GET {url}"),
+                message: format!("instance entity: {e}"),
+            }),
         }
     }
 
