@@ -958,3 +958,26 @@ default = ["b@example.invalid"]
     };
     assert_eq!(m.hashtags, ["police"]);
 }
+
+#[test]
+fn example_config_documents_a_mastodon_source_that_loads() {
+    // Only the source table: the rest of the file is other modules' business.
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/example.toml");
+    let doc: toml::Table = toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let mut table = doc["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s.get("kind").and_then(|k| k.as_str()) == Some("mastodon"))
+        .expect("a mastodon source in config/example.toml")
+        .as_table()
+        .unwrap()
+        .clone();
+    for k in ["name", "kind", "enabled"] {
+        table.remove(k);
+    }
+    let mut m: MastodonConfig = toml::Value::Table(table).try_into().unwrap();
+    m.validate().unwrap();
+    assert_eq!(m.instance, "https://mastodon.social");
+    assert_eq!(m.hashtags, ["police", "policelife"]);
+}
