@@ -46,6 +46,8 @@ pub enum SourceConfig {
     Replay(crate::sources::replay::ReplayConfig),
     /// One Mastodon instance.
     Mastodon(crate::sources::mastodon::MastodonConfig),
+    /// RSS / Atom / JSON feeds, each feed one account.
+    Rss(crate::sources::rss::RssConfig),
 }
 
 impl SourceConfig {
@@ -53,6 +55,7 @@ impl SourceConfig {
         match self {
             SourceConfig::Replay(_) => "replay",
             SourceConfig::Mastodon(_) => "mastodon",
+            SourceConfig::Rss(_) => "rss",
         }
     }
 }
@@ -701,7 +704,7 @@ enum KindError {
 }
 
 /// Every source kind this build knows, for messages.
-pub const KNOWN_KINDS: &[&str] = &["replay", "mastodon"];
+pub const KNOWN_KINDS: &[&str] = &["replay", "mastodon", "rss"];
 
 fn parse_source_kind(
     kind: &str,
@@ -725,6 +728,14 @@ fn parse_source_kind(
                 KindError::Settings(<toml::de::Error as serde::de::Error>::custom(m))
             })?;
             Ok(SourceConfig::Mastodon(cfg))
+        }
+        "rss" => {
+            let mut cfg =
+                crate::sources::rss::RssConfig::deserialize(value).map_err(KindError::Settings)?;
+            cfg.validate().map_err(|m| {
+                KindError::Settings(<toml::de::Error as serde::de::Error>::custom(m))
+            })?;
+            Ok(SourceConfig::Rss(cfg))
         }
         _ => Err(KindError::Unknown),
     }

@@ -119,7 +119,7 @@ impl HttpError {
     }
 }
 
-/// A successful (2xx) response with its whole body.
+/// A successful (2xx, or 304 to a conditional GET) response with its whole body.
 #[derive(Debug, Clone)]
 pub struct HttpResponse {
     pub url: Url,
@@ -284,6 +284,17 @@ impl HttpClient {
 
     /// GET `url` (with a bearer token when given), with every rule of this module applied.
     pub async fn get(&self, url: &Url, bearer: Option<&str>) -> Result<HttpResponse, HttpError> {
+        self.get_with(url, bearer, &[]).await
+    }
+
+    /// [`get`](Self::get) with extra request headers (e.g. `If-None-Match` for a conditional
+    /// GET). A `304 Not Modified` answer is returned as a response, not an error.
+    pub async fn get_with(
+        &self,
+        url: &Url,
+        bearer: Option<&str>,
+        extra: &[(reqwest::header::HeaderName, String)],
+    ) -> Result<HttpResponse, HttpError> {
         let key = host_key(url);
         let host = self.hosts.host(&key, self.settings.max_concurrent_per_host);
         let fail = |kind, attempts| HttpError {
@@ -319,7 +330,7 @@ impl HttpClient {
                 .expect("semaphore never closed");
             host.rate.lock().expect("rate lock").last_request = Some(Instant::now());
             self.stats.requests.fetch_add(1, Ordering::Relaxed);
-            let outcome = self.attempt(url, bearer).await;
+            let outcome = self.attempt(url, bearer, extra).await;
             drop(permit);
 
             let retry_in = match outcome {
@@ -335,7 +346,7 @@ impl HttpClient {
                         None
                     };
                     update_rate(&host, &headers, retry_after.flatten().is_some());
-                    if status.is_success() {
+                    if status.is_success() || status == StatusCode::NOT_MODIFIED {
                         return Ok(HttpResponse {
                             url: url.clone(),
                             status,
@@ -416,11 +427,15 @@ impl HttpClient {
         &self,
         url: &Url,
         bearer: Option<&str>,
+        extra: &[(reqwest::header::HeaderName, String)],
     ) -> Result<(StatusCode, HeaderMap, Vec<u8>), HttpErrorKind> {
-        let mut req = self
-            .client
-            .get(url.clone())
-            .header(reqwest::header::ACCEPT, "application/json");
+        let mut req = self.client.get(url.clone());
+        if !extra.iter().any(|(k, _)| k == reqwest::header::ACCEPT) {
+            req = req.header(reqwest::header::ACCEPT, "application/json");
+        }
+        for (k, v) in extra {
+            req = req.header(k.clone(), v.as_str());
+        }
         if let Some(token) = bearer {
             req = req.bearer_auth(token);
         }

@@ -9,6 +9,7 @@
 pub mod http;
 pub mod mastodon;
 pub mod replay;
+pub mod rss;
 
 use async_trait::async_trait;
 
@@ -90,5 +91,8 @@ pub fn build(entry: &SourceEntry, ctx: &BuildContext) -> Box<dyn Source> {
             cfg.clone(),
             ctx,
         )),
+        SourceConfig::Rss(cfg) => {
+            Box::new(rss::RssSource::new(entry.name.clone(), cfg.clone(), ctx))
+        }
     }
 }
