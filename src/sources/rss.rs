@@ -208,10 +208,14 @@ pub fn parse_feed(feed_url: &str, body: &[u8]) -> Result<(Account, Vec<Post>), S
                 .map(html_to_text)
                 .filter(|b| !b.is_empty())
                 .unwrap_or_else(|| text_of(&e.summary));
-            let text = match (title.is_empty(), body.is_empty()) {
-                (false, false) if !body.starts_with(&title) => format!("{title}\n\n{body}"),
-                (false, _) if body.is_empty() => title,
-                _ => body,
+            // A title is shown above the body, unless the body already opens with it.
+            let repeats = body == title || body.starts_with(&format!("{title}\n"));
+            let text = if title.is_empty() || repeats {
+                body
+            } else if body.is_empty() {
+                title
+            } else {
+                format!("{title}\n\n{body}")
             };
             let alt_texts = e
                 .media
