@@ -981,3 +981,58 @@ fn example_config_documents_a_mastodon_source_that_loads() {
     assert_eq!(m.instance, "https://mastodon.social");
     assert_eq!(m.hashtags, ["police", "policelife"]);
 }
+
+#[tokio::test]
+async fn closed_hashtag_feeds_and_directory_are_noted_not_fatal() {
+    let server = MockServer::start().await;
+    // Mastodon 4.5 in "authenticated" mode for hashtag feeds, and no public directory.
+    Mock::given(path("/api/v2/instance"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"configuration": {"timelines_access": {"hashtag_feeds": {"local": "authenticated", "remote": "disabled"}}}})))
+        .mount(&server)
+        .await;
+    Mock::given(path("/api/v1/directory"))
+        .respond_with(
+            ResponseTemplate::new(401)
+                .set_body_string("{\"error\":\"This API requires an authenticated user\"}"),
+        )
+        .mount(&server)
+        .await;
+    let mut src = source(&server, "directory = true\nhashtags = [\"police\"]");
+    let (pages, _) = run(&mut src, None).await;
+    let skipped: Vec<&String> = pages.iter().flat_map(|p| p.skipped.iter()).collect();
+    assert_eq!(skipped.len(), 2, "{skipped:?}");
+    assert!(
+        skipped[0].contains("hashtag timelines public"),
+        "{skipped:?}"
+    );
+    assert!(
+        skipped[1].contains("directory not readable") && skipped[1].contains("401"),
+        "{skipped:?}"
+    );
+    assert!(requests_to(&server, "/api/v1/timelines/tag/police")
+        .await
+        .is_empty());
+
+    // An older server (no v2 instance) whose tag timeline needs a login.
+    server.reset().await;
+    Mock::given(path("/api/v2/instance"))
+        .respond_with(ResponseTemplate::new(404))
+        .mount(&server)
+        .await;
+    Mock::given(path("/api/v1/timelines/tag/police"))
+        .respond_with(
+            ResponseTemplate::new(401)
+                .set_body_string("{\"error\":\"The access token is invalid\"}"),
+        )
+        .mount(&server)
+        .await;
+    let mut src = source(&server, "hashtags = [\"police\"]");
+    let (pages, _) = run(&mut src, None).await;
+    let skipped: Vec<&String> = pages.iter().flat_map(|p| p.skipped.iter()).collect();
+    assert!(
+        skipped.len() == 1
+            && skipped[0].contains("#police not readable")
+            && skipped[0].contains("access token is invalid"),
+        "{skipped:?}"
+    );
+}

@@ -790,7 +790,22 @@ impl MastodonSource {
                     &format!("api/v1/timelines/tag/{}", urlencode_path(name)),
                     &query,
                 )?;
-                let resp = http.get(&url, None).await?;
+                let resp = match http.get(&url, None).await {
+                    Ok(r) => r,
+                    // Not public here (secure mode, feeds for users only): note it, next tag.
+                    Err(e) if matches!(e.status(), Some(401 | 403 | 404 | 422)) => {
+                        page.skipped
+                            .push(format!("{}: hashtag #{name} not readable: {e}", self.name));
+                        return Ok((
+                            vec![],
+                            Stage::At(Pass::Tags {
+                                tag: tag + 1,
+                                requests: 0,
+                            }),
+                        ));
+                    }
+                    Err(e) => return Err(e.into()),
+                };
                 let (statuses, bad) = parse_items::<ApiStatus>(&resp.body, &format!("GET {url}"))?;
                 page.skipped.extend(bad);
                 let newest_id = link_param(resp.header("link").unwrap_or(""), "prev", "min_id")
@@ -840,7 +855,18 @@ impl MastodonSource {
                         ("local", self.cfg.directory_local.to_string()),
                     ],
                 )?;
-                let resp = http.get(&url, None).await?;
+                let resp = match http.get(&url, None).await {
+                    Ok(r) => r,
+                    // No public directory on this server: note it, and the pass ends.
+                    Err(e) if matches!(e.status(), Some(401 | 403 | 404 | 422)) => {
+                        page.skipped.push(format!(
+                            "{}: profile directory not readable: {e}",
+                            self.name
+                        ));
+                        return Ok((vec![], Stage::Done));
+                    }
+                    Err(e) => return Err(e.into()),
+                };
                 let (accounts, bad) = parse_items::<ApiAccount>(&resp.body, &format!("GET {url}"))?;
                 page.skipped.extend(bad);
                 let n = parse_len(&resp.body) as u32;
