@@ -411,3 +411,62 @@ fn scan_stores_exactly_the_expected_hits() {
     assert_eq!((fourth.error.as_str(), fourth.hits), ("-", 0), "{fourth:?}");
     assert_eq!(hit_texts(&config).len(), 5);
 }
+
+/// Crash safety: a scan killed while a response is held (mid-run, after some pages are stored)
+/// and then run again stores exactly the hits of an uninterrupted scan, none twice. (Needs the
+/// store and detection stages, like the test above.)
+#[test]
+fn a_scan_killed_mid_run_and_rerun_equals_an_uninterrupted_one() {
+    let Some(base) = common::peer("MASTODON_MOCK_URL") else {
+        return;
+    };
+    let _lock = SERVER.lock().unwrap_or_else(|e| e.into_inner());
+    reset(&base);
+    let whole = tempfile::tempdir().unwrap();
+    let whole_cfg = write_config(whole.path(), &base);
+    scan(&whole_cfg);
+    let expected = hit_texts(&whole_cfg);
+
+    reset(&base);
+    let killed = tempfile::tempdir().unwrap();
+    let killed_cfg = write_config(killed.path(), &base);
+    // The handles' page (sgt_rhian's hit) is stored; pc_daz, found next through the hashtag,
+    // hangs.
+    let daz = call(
+        "GET",
+        &format!("{base}/api/v1/accounts/lookup?acct=pc_daz"),
+        None,
+        None,
+    );
+    let daz_statuses = format!("/api/v1/accounts/{}/statuses", daz["id"].as_str().unwrap());
+    fault(
+        &base,
+        json!({"match": {"path": daz_statuses}, "effect": {"type": "timeout"}, "count": 1}),
+    );
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("exposure-monitor"))
+        .arg("--config")
+        .arg(&killed_cfg)
+        .arg("scan")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(8));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the scan should still be waiting on the held response"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let partial = hit_texts(&killed_cfg);
+    assert_eq!(expected.len(), 4, "{expected:?}");
+    assert!(
+        partial.len() < expected.len(),
+        "killed before the end: {partial:?}"
+    );
+
+    call("DELETE", &format!("{base}/api/v1/_mock/faults"), None, None);
+    let rerun = scan(&killed_cfg);
+    assert_eq!(rerun.error, "-", "{rerun:?}");
+    assert_eq!(hit_texts(&killed_cfg), expected);
+}
