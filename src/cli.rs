@@ -52,13 +52,8 @@ impl RunLock {
             .with_context(|| format!("opening lock file {}", path.display()))?;
         match file.try_lock() {
             Ok(()) => Ok(RunLock { _file: file }),
-            Err(std::fs::TryLockError::WouldBlock) => Err(Locked {
-                path: path.display().to_string(),
-            }
-            .into()),
-            Err(std::fs::TryLockError::Error(e)) => {
-                Err(anyhow::Error::new(e).context(format!("locking {}", path.display())))
-            }
+            Err(std::fs::TryLockError::WouldBlock) => Err(Locked { path: path.display().to_string() }.into()),
+            Err(std::fs::TryLockError::Error(e)) => Err(anyhow::Error::new(e).context(format!("locking {}", path.display()))),
         }
     }
 }
@@ -239,10 +234,7 @@ fn parse_since(s: &str) -> Result<DateTime<Utc>, String> {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format, cli.verbose);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -270,9 +262,7 @@ fn init_logging(format: LogFormat, verbose: u8) {
         _ => "trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
@@ -297,9 +287,7 @@ fn load_detector(dir: &Path, forces: &Forces) -> Result<Detector> {
 }
 
 async fn open_store(config: &Config) -> Result<Store> {
-    Store::open(&config.database)
-        .await
-        .with_context(|| format!("opening database {}", config.database.display()))
+    Store::open(&config.database).await.with_context(|| format!("opening database {}", config.database.display()))
 }
 
 async fn dispatch(cli: Cli) -> Result<u8> {
@@ -362,10 +350,7 @@ async fn scan(config: &Config) -> Result<u8> {
     let result = crate::scan::run(config, &store, &detector, &on_page).await;
     bar.finish_and_clear();
     let report = result.context("scan stopped: database error")?;
-    println!(
-        "{:<20} {:>8} {:>10} {:>8} {:>6} {:>6}  error",
-        "source", "accounts", "identified", "posts", "hits", "errors"
-    );
+    println!("{:<20} {:>8} {:>10} {:>8} {:>6} {:>6}  error", "source", "accounts", "identified", "posts", "hits", "errors");
     for s in &report.summaries {
         println!(
             "{:<20} {:>8} {:>10} {:>8} {:>6} {:>6}  {}",
@@ -395,19 +380,12 @@ async fn digest(config: &Config, store: &Store, dry_run: bool) -> Result<u8> {
     let mut out = std::io::stdout();
     let outcome = crate::digest::run(config, store, dry_run, &mut out).await?;
     if !dry_run {
-        println!(
-            "digest: {} message(s) sent with {} hit(s)",
-            outcome.messages_sent, outcome.hits_sent
-        );
+        println!("digest: {} message(s) sent with {} hit(s)", outcome.messages_sent, outcome.hits_sent);
     }
     for (route, err) in &outcome.failures {
         eprintln!("digest: route {route} failed, its hits stay unsent: {err}");
     }
-    Ok(if outcome.failures.is_empty() {
-        0
-    } else {
-        EXIT_PARTIAL
-    })
+    Ok(if outcome.failures.is_empty() { 0 } else { EXIT_PARTIAL })
 }
 
 async fn hits(config: &Config, store: &Store, cmd: HitsCommand) -> Result<u8> {
@@ -423,13 +401,8 @@ async fn hits(config: &Config, store: &Store, cmd: HitsCommand) -> Result<u8> {
                 ),
                 None => None,
             };
-            let filter = HitFilter {
-                status: args.status,
-                force,
-                category: args.category,
-                since: args.since,
-                limit: Some(args.limit),
-            };
+            let filter =
+                HitFilter { status: args.status, force, category: args.category, since: args.since, limit: Some(args.limit) };
             let hits = store.list_hits(&filter).await?;
             match args.format {
                 OutputFormat::Json => {
@@ -446,18 +419,9 @@ async fn hits(config: &Config, store: &Store, cmd: HitsCommand) -> Result<u8> {
             print!("{}", describe_hit(&hit));
             Ok(0)
         }
-        HitsCommand::Review {
-            id,
-            status,
-            note,
-            reviewer,
-        } => {
-            let reviewer = reviewer
-                .filter(|r| !r.trim().is_empty())
-                .unwrap_or_else(|| "unknown".into());
-            store
-                .review_hit(id, status.into(), &note, &reviewer)
-                .await?;
+        HitsCommand::Review { id, status, note, reviewer } => {
+            let reviewer = reviewer.filter(|r| !r.trim().is_empty()).unwrap_or_else(|| "unknown".into());
+            store.review_hit(id, status.into(), &note, &reviewer).await?;
             println!("hit {id}: {} by {reviewer}", status_name(status.into()));
             Ok(0)
         }
@@ -475,10 +439,7 @@ fn status_name(s: ReviewStatus) -> &'static str {
 
 /// One line, with control characters made visible, for a terminal table.
 fn one_line(s: &str, max: usize) -> String {
-    let flat: String = s
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
+    let flat: String = s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
     if flat.chars().count() <= max {
         flat
     } else {
@@ -516,13 +477,7 @@ fn print_hit_table(hits: &[HitRecord]) {
 pub fn describe_hit(h: &HitRecord) -> String {
     use std::fmt::Write;
     let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "hit {}  [{}]  severity {}",
-        h.id,
-        status_name(h.status),
-        h.severity
-    );
+    let _ = writeln!(s, "hit {}  [{}]  severity {}", h.id, status_name(h.status), h.severity);
     let cats: Vec<&str> = h.categories.iter().map(|c| c.as_str()).collect();
     let _ = writeln!(s, "categories: {}", cats.join(", "));
     let _ = writeln!(
@@ -545,13 +500,7 @@ pub fn describe_hit(h: &HitRecord) -> String {
         h.identity.role.as_deref().unwrap_or("unknown")
     );
     for e in &h.identity.evidence {
-        let _ = writeln!(
-            s,
-            "  identity evidence: {:?} {} \"{}\"",
-            e.source,
-            e.signal,
-            one_line(&e.text, 200)
-        );
+        let _ = writeln!(s, "  identity evidence: {:?} {} \"{}\"", e.source, e.signal, one_line(&e.text, 200));
     }
     let _ = writeln!(
         s,
@@ -566,30 +515,17 @@ pub fn describe_hit(h: &HitRecord) -> String {
     let _ = writeln!(s, "source:     {}", h.source);
     let _ = writeln!(s, "findings:");
     for f in &h.classification.findings {
-        let _ = writeln!(
-            s,
-            "  {} [{} / {}] \"{}\"",
-            f.rule_id,
-            f.category,
-            f.severity,
-            one_line(&f.matched, 200)
-        );
+        let _ = writeln!(s, "  {} [{} / {}] \"{}\"", f.rule_id, f.category, f.severity, one_line(&f.matched, 200));
     }
     let _ = writeln!(s, "text:");
     for line in h.text.lines() {
-        let clean: String = line
-            .chars()
-            .map(|c| if c.is_control() && c != '\t' { ' ' } else { c })
-            .collect();
+        let clean: String = line.chars().map(|c| if c.is_control() && c != '\t' { ' ' } else { c }).collect();
         let _ = writeln!(s, "  | {clean}");
     }
     s
 }
 
-fn patterns_dir(
-    config_path: Option<&Path>,
-    explicit: Option<PathBuf>,
-) -> Result<(PathBuf, Forces)> {
+fn patterns_dir(config_path: Option<&Path>, explicit: Option<PathBuf>) -> Result<(PathBuf, Forces)> {
     match (explicit, config_path) {
         (Some(dir), Some(cfg)) => Ok((dir, load_config(Some(cfg))?.forces)),
         (Some(dir), None) => Ok((dir, Forces::embedded())),
@@ -634,17 +570,9 @@ fn patterns(config_path: Option<&Path>, cmd: PatternsCommand) -> Result<u8> {
                         report.failures.len()
                     );
                     if rule.is_some() && report.rules_checked == 0 {
-                        bail!(
-                            "no rule with id `{}` in {}",
-                            rule.unwrap_or_default(),
-                            dir.display()
-                        );
+                        bail!("no rule with id `{}` in {}", rule.unwrap_or_default(), dir.display());
                     }
-                    Ok(if report.failures.is_empty() {
-                        0
-                    } else {
-                        EXIT_FAILURE
-                    })
+                    Ok(if report.failures.is_empty() { 0 } else { EXIT_FAILURE })
                 }
                 Err(errors) => {
                     for e in &errors {
@@ -668,8 +596,7 @@ fn eval(config_path: Option<&Path>, args: EvalArgs) -> Result<u8> {
     let report = crate::eval::run(&args.corpus, &detector)?;
     print!("{report}");
     if let Some(path) = &args.predictions {
-        let file =
-            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+        let file = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
         let mut w = std::io::BufWriter::new(file);
         report.write_predictions(&mut w)?;
         std::io::Write::flush(&mut w)?;
@@ -679,22 +606,14 @@ fn eval(config_path: Option<&Path>, args: EvalArgs) -> Result<u8> {
 
 async fn status(store: &Store) -> Result<u8> {
     let st = store.status().await?;
-    println!(
-        "database: {} bytes; hits not yet sent: {}",
-        st.database_bytes, st.unsent_hits
-    );
+    println!("database: {} bytes; hits not yet sent: {}", st.database_bytes, st.unsent_hits);
     println!("sources:");
     for s in &st.sources {
         println!(
             "  {:<20} cursor {:<24} last success {:<25} last error {}",
             s.source,
-            s.cursor
-                .as_deref()
-                .map(|c| one_line(c, 24))
-                .unwrap_or_else(|| "-".into()),
-            s.last_success
-                .map(|t| t.to_rfc3339())
-                .unwrap_or_else(|| "never".into()),
+            s.cursor.as_deref().map(|c| one_line(c, 24)).unwrap_or_else(|| "-".into()),
+            s.last_success.map(|t| t.to_rfc3339()).unwrap_or_else(|| "never".into()),
             match (&s.last_error, s.last_error_at) {
                 (Some(e), Some(at)) => format!("{} ({})", one_line(e, 120), at.to_rfc3339()),
                 (Some(e), None) => one_line(e, 120),
@@ -710,9 +629,7 @@ async fn status(store: &Store) -> Result<u8> {
             "  run {:<5} started {} {} hits {}, failed sources {}",
             r.id,
             r.started_at.to_rfc3339(),
-            r.finished_at
-                .map(|t| format!("finished {}", t.to_rfc3339()))
-                .unwrap_or_else(|| "(did not finish)".into()),
+            r.finished_at.map(|t| format!("finished {}", t.to_rfc3339())).unwrap_or_else(|| "(did not finish)".into()),
             total,
             failed
         );

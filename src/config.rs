@@ -174,12 +174,7 @@ pub struct ConfigErrors {
 impl std::fmt::Display for ConfigErrors {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let n = self.errors.len();
-        write!(
-            f,
-            "{}: {n} error{} in config",
-            self.path.display(),
-            if n == 1 { "" } else { "s" }
-        )?;
+        write!(f, "{}: {n} error{} in config", self.path.display(), if n == 1 { "" } else { "s" })?;
         for e in &self.errors {
             write!(f, "\n  {}: {e}", self.path.display())?;
         }
@@ -242,10 +237,7 @@ struct RawRetention {
 
 impl Default for RawRetention {
     fn default() -> Self {
-        RawRetention {
-            days: default_retention_days(),
-            dismissed_days: default_dismissed_days(),
-        }
+        RawRetention { days: default_retention_days(), dismissed_days: default_dismissed_days() }
     }
 }
 
@@ -267,10 +259,7 @@ struct RawDigest {
 
 impl Default for RawDigest {
     fn default() -> Self {
-        RawDigest {
-            send_empty: true,
-            subject_prefix: default_subject_prefix(),
-        }
+        RawDigest { send_empty: true, subject_prefix: default_subject_prefix() }
     }
 }
 
@@ -292,34 +281,18 @@ impl Config {
     pub fn load(path: &std::path::Path) -> Result<Config, ConfigErrors> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
             path: path.to_path_buf(),
-            errors: vec![ConfigError {
-                key: "(file)".into(),
-                line: None,
-                message: e.to_string(),
-            }],
+            errors: vec![ConfigError { key: "(file)".into(), line: None, message: e.to_string() }],
         })?;
         Config::from_toml(path, &text)
     }
 
     /// Parse and validate config text; `path` names the file and anchors relative paths.
     pub fn from_toml(path: &std::path::Path, text: &str) -> Result<Config, ConfigErrors> {
-        let fail = |errors| ConfigErrors {
-            path: path.to_path_buf(),
-            errors,
-        };
+        let fail = |errors| ConfigErrors { path: path.to_path_buf(), errors };
         let raw: RawConfig = toml::from_str(text).map_err(|e| fail(vec![toml_error(text, &e)]))?;
-        let base = path.parent().map(|p| {
-            if p.as_os_str().is_empty() {
-                std::path::Path::new(".")
-            } else {
-                p
-            }
-        });
+        let base = path.parent().map(|p| if p.as_os_str().is_empty() { std::path::Path::new(".") } else { p });
         let base = base.unwrap_or(std::path::Path::new(".")).to_path_buf();
-        let mut v = Validator {
-            text,
-            errors: vec![],
-        };
+        let mut v = Validator { text, errors: vec![] };
         let cfg = v.validate(path, &base, raw);
         if v.errors.is_empty() {
             Ok(cfg.expect("a config without errors"))
@@ -353,11 +326,7 @@ fn backticked(message: &str) -> Option<&str> {
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
-    text.as_bytes()[..offset.min(text.len())]
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
-        + 1
+    text.as_bytes()[..offset.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1
 }
 
 struct Validator<'a> {
@@ -366,39 +335,19 @@ struct Validator<'a> {
 }
 
 impl Validator<'_> {
-    fn err(
-        &mut self,
-        key: impl Into<String>,
-        span: Option<std::ops::Range<usize>>,
-        message: impl Into<String>,
-    ) {
-        let line = span
-            .filter(|s| s.end > 0)
-            .map(|s| line_of(self.text, s.start));
-        self.errors.push(ConfigError {
-            key: key.into(),
-            line,
-            message: message.into(),
-        });
+    fn err(&mut self, key: impl Into<String>, span: Option<std::ops::Range<usize>>, message: impl Into<String>) {
+        let line = span.filter(|s| s.end > 0).map(|s| line_of(self.text, s.start));
+        self.errors.push(ConfigError { key: key.into(), line, message: message.into() });
     }
 
-    fn validate(
-        &mut self,
-        path: &std::path::Path,
-        base: &std::path::Path,
-        raw: RawConfig,
-    ) -> Option<Config> {
+    fn validate(&mut self, path: &std::path::Path, base: &std::path::Path, raw: RawConfig) -> Option<Config> {
         let resolve = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
         let forces = match raw.forces {
             None => Forces::embedded(),
             Some(p) => match Forces::load(&resolve(p.clone())) {
                 Ok(f) => f,
                 Err(e) => {
-                    self.err(
-                        "forces",
-                        None,
-                        format!("cannot load forces file {}: {e:#}", p.display()),
-                    );
+                    self.err("forces", None, format!("cannot load forces file {}: {e:#}", p.display()));
                     Forces::embedded()
                 }
             },
@@ -407,22 +356,14 @@ impl Validator<'_> {
         let mail = match raw.mail {
             Some(m) => self.mail(m, &resolve),
             None => {
-                self.err(
-                    "mail",
-                    None,
-                    "missing required table [mail] (at least `from`)",
-                );
+                self.err("mail", None, "missing required table [mail] (at least `from`)");
                 None
             }
         };
         let routing = match raw.routing {
             Some(r) => self.routing(r, &forces),
             None => {
-                self.err(
-                    "routing",
-                    None,
-                    "missing required table [routing] (at least `default`)",
-                );
+                self.err("routing", None, "missing required table [routing] (at least `default`)");
                 Routing::default()
             }
         };
@@ -445,23 +386,13 @@ impl Validator<'_> {
             sources,
             mail: mail?,
             routing,
-            retention: Retention {
-                days: raw.retention.days,
-                dismissed_days: raw.retention.dismissed_days,
-            },
-            digest: DigestSettings {
-                send_empty: raw.digest.send_empty,
-                subject_prefix: raw.digest.subject_prefix,
-            },
+            retention: Retention { days: raw.retention.days, dismissed_days: raw.retention.dismissed_days },
+            digest: DigestSettings { send_empty: raw.digest.send_empty, subject_prefix: raw.digest.subject_prefix },
         };
         Some(cfg)
     }
 
-    fn sources(
-        &mut self,
-        raw: Vec<Spanned<SpannedTable>>,
-        resolve: &dyn Fn(PathBuf) -> PathBuf,
-    ) -> Vec<SourceEntry> {
+    fn sources(&mut self, raw: Vec<Spanned<SpannedTable>>, resolve: &dyn Fn(PathBuf) -> PathBuf) -> Vec<SourceEntry> {
         let mut out: Vec<SourceEntry> = vec![];
         for (i, entry) in raw.into_iter().enumerate() {
             let entry_span = entry.span();
@@ -481,20 +412,12 @@ impl Validator<'_> {
                     continue;
                 }
                 None => {
-                    self.err(
-                        at("name"),
-                        Some(entry_span.clone()),
-                        "missing required key `name`",
-                    );
+                    self.err(at("name"), Some(entry_span.clone()), "missing required key `name`");
                     continue;
                 }
             };
             if out.iter().any(|s| s.name == name) {
-                self.err(
-                    at("name"),
-                    Some(entry_span.clone()),
-                    format!("duplicate source name `{name}`"),
-                );
+                self.err(at("name"), Some(entry_span.clone()), format!("duplicate source name `{name}`"));
             }
             let enabled = match enabled {
                 None => true,
@@ -507,56 +430,32 @@ impl Validator<'_> {
                 },
             };
             let Some(kind) = kind else {
-                self.err(
-                    at("kind"),
-                    Some(entry_span.clone()),
-                    format!("source `{name}`: missing required key `kind`"),
-                );
+                self.err(at("kind"), Some(entry_span.clone()), format!("source `{name}`: missing required key `kind`"));
                 continue;
             };
             let Some(kind_name) = kind.get_ref().as_str().map(str::to_string) else {
                 self.err(at("kind"), Some(kind.span()), "must be a string");
                 continue;
             };
-            let spans: Vec<(String, std::ops::Range<usize>)> = table
-                .keys()
-                .map(|k| (k.get_ref().clone(), k.span()))
-                .collect();
-            let settings: toml::Table = table
-                .into_iter()
-                .map(|(k, v)| (k.into_inner(), v.into_inner()))
-                .collect();
+            let spans: Vec<(String, std::ops::Range<usize>)> = table.keys().map(|k| (k.get_ref().clone(), k.span())).collect();
+            let settings: toml::Table = table.into_iter().map(|(k, v)| (k.into_inner(), v.into_inner())).collect();
             let parsed = parse_source_kind(&kind_name, settings, resolve);
             match parsed {
-                Ok(kind) => out.push(SourceEntry {
-                    name,
-                    enabled,
-                    kind,
-                }),
+                Ok(kind) => out.push(SourceEntry { name, enabled, kind }),
                 Err(KindError::Unknown) => self.err(
                     at("kind"),
                     Some(kind.span()),
-                    format!(
-                        "source `{name}`: unknown kind `{kind_name}` (known: {})",
-                        KNOWN_KINDS.join(", ")
-                    ),
+                    format!("source `{name}`: unknown kind `{kind_name}` (known: {})", KNOWN_KINDS.join(", ")),
                 ),
                 Err(KindError::Settings(e)) => {
                     let message = e.message().to_string();
                     let key = backticked(&message).map(str::to_string);
                     let span = key
                         .as_ref()
-                        .and_then(|k| {
-                            spans
-                                .iter()
-                                .find(|(name, _)| name == k)
-                                .map(|(_, s)| s.clone())
-                        })
+                        .and_then(|k| spans.iter().find(|(name, _)| name == k).map(|(_, s)| s.clone()))
                         .unwrap_or(entry_span.clone());
                     self.err(
-                        at(key.as_deref().unwrap_or(""))
-                            .trim_end_matches('.')
-                            .to_string(),
+                        at(key.as_deref().unwrap_or("")).trim_end_matches('.').to_string(),
                         Some(span),
                         format!("source `{name}` ({kind_name}): {message}"),
                     );
@@ -566,47 +465,27 @@ impl Validator<'_> {
         out
     }
 
-    fn mail(
-        &mut self,
-        raw: Spanned<RawMail>,
-        resolve: &dyn Fn(PathBuf) -> PathBuf,
-    ) -> Option<MailConfig> {
+    fn mail(&mut self, raw: Spanned<RawMail>, resolve: &dyn Fn(PathBuf) -> PathBuf) -> Option<MailConfig> {
         let span = raw.span();
         let raw = raw.into_inner();
         if let Err(e) = raw.from.get_ref().parse::<lettre::message::Mailbox>() {
-            self.err(
-                "mail.from",
-                Some(raw.from.span()),
-                format!("`{}` is not a mail address: {e}", raw.from.get_ref()),
-            );
+            self.err("mail.from", Some(raw.from.span()), format!("`{}` is not a mail address: {e}", raw.from.get_ref()));
         }
         let transport = match raw.transport.get_ref().as_str() {
             "file" => {
                 if raw.smtp.is_some() {
-                    self.err(
-                        "mail.smtp",
-                        Some(span),
-                        "[mail.smtp] is set but `transport` is \"file\"",
-                    );
+                    self.err("mail.smtp", Some(span), "[mail.smtp] is set but `transport` is \"file\"");
                 }
-                TransportConfig::File {
-                    outbox: resolve(raw.outbox.unwrap_or_else(|| DEFAULT_OUTBOX.into())),
-                }
+                TransportConfig::File { outbox: resolve(raw.outbox.unwrap_or_else(|| DEFAULT_OUTBOX.into())) }
             }
             "smtp" => match raw.smtp {
                 Some(mut smtp) => {
                     smtp.ca_file = smtp.ca_file.map(resolve);
                     if smtp.username.is_some() != smtp.password_env.is_some() {
-                        self.err(
-                            "mail.smtp",
-                            Some(span.clone()),
-                            "`username` and `password_env` go together",
-                        );
+                        self.err("mail.smtp", Some(span.clone()), "`username` and `password_env` go together");
                     }
                     if let Some(var) = &smtp.password_env {
-                        if var.is_empty()
-                            || var.contains(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                        {
+                        if var.is_empty() || var.contains(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
                             self.err(
                                 "mail.smtp.password_env",
                                 Some(span.clone()),
@@ -617,11 +496,7 @@ impl Validator<'_> {
                     TransportConfig::Smtp(smtp)
                 }
                 None => {
-                    self.err(
-                        "mail.smtp",
-                        Some(raw.transport.span()),
-                        "`transport = \"smtp\"` needs a [mail.smtp] table",
-                    );
+                    self.err("mail.smtp", Some(raw.transport.span()), "`transport = \"smtp\"` needs a [mail.smtp] table");
                     return None;
                 }
             },
@@ -634,38 +509,26 @@ impl Validator<'_> {
                 return None;
             }
         };
-        Some(MailConfig {
-            from: raw.from.into_inner(),
-            transport,
-        })
+        Some(MailConfig { from: raw.from.into_inner(), transport })
     }
 
     fn routing(&mut self, raw: Spanned<RawRouting>, forces: &Forces) -> Routing {
         let span = raw.span();
         let raw = raw.into_inner();
         let mut routing = Routing::default();
-        let check_addresses =
-            |v: &mut Self, key: &str, list: Vec<Spanned<String>>| -> Vec<String> {
-                let mut out = vec![];
-                for addr in list {
-                    match addr.get_ref().parse::<lettre::message::Mailbox>() {
-                        Ok(_) => out.push(addr.into_inner()),
-                        Err(e) => v.err(
-                            key,
-                            Some(addr.span()),
-                            format!("`{}` is not a mail address: {e}", addr.get_ref()),
-                        ),
-                    }
+        let check_addresses = |v: &mut Self, key: &str, list: Vec<Spanned<String>>| -> Vec<String> {
+            let mut out = vec![];
+            for addr in list {
+                match addr.get_ref().parse::<lettre::message::Mailbox>() {
+                    Ok(_) => out.push(addr.into_inner()),
+                    Err(e) => v.err(key, Some(addr.span()), format!("`{}` is not a mail address: {e}", addr.get_ref())),
                 }
-                out
-            };
+            }
+            out
+        };
         routing.default = check_addresses(self, "routing.default", raw.default);
         if routing.default.is_empty() {
-            self.err(
-                "routing.default",
-                Some(span),
-                "needs at least one recipient: hits whose force is unknown go there",
-            );
+            self.err("routing.default", Some(span), "needs at least one recipient: hits whose force is unknown go there");
         }
         for (force, list) in raw.forces {
             let key = format!("routing.forces.\"{}\"", force.get_ref());
@@ -675,21 +538,12 @@ impl Validator<'_> {
                 None => self.err(
                     &key,
                     Some(force.span()),
-                    format!(
-                        "`{}` is not a known force name or alias (see the forces list)",
-                        force.get_ref()
-                    ),
+                    format!("`{}` is not a known force name or alias (see the forces list)", force.get_ref()),
                 ),
-                Some(_) if addrs.is_empty() => {
-                    self.err(&key, Some(force.span()), "needs at least one recipient")
-                }
+                Some(_) if addrs.is_empty() => self.err(&key, Some(force.span()), "needs at least one recipient"),
                 Some(name) => {
                     if routing.forces.insert(name.clone(), addrs).is_some() {
-                        self.err(
-                            &key,
-                            Some(force.span()),
-                            format!("a second route for `{name}`"),
-                        );
+                        self.err(&key, Some(force.span()), format!("a second route for `{name}`"));
                     }
                 }
             }
@@ -706,35 +560,24 @@ enum KindError {
 /// Every source kind this build knows, for messages.
 pub const KNOWN_KINDS: &[&str] = &["replay", "mastodon", "rss"];
 
-fn parse_source_kind(
-    kind: &str,
-    settings: toml::Table,
-    resolve: &dyn Fn(PathBuf) -> PathBuf,
-) -> Result<SourceConfig, KindError> {
+fn parse_source_kind(kind: &str, settings: toml::Table, resolve: &dyn Fn(PathBuf) -> PathBuf) -> Result<SourceConfig, KindError> {
     use serde::de::Deserialize as _;
     let value = toml::Value::Table(settings);
     match kind {
         "replay" => {
-            let mut cfg = crate::sources::replay::ReplayConfig::deserialize(value)
-                .map_err(KindError::Settings)?;
+            let mut cfg = crate::sources::replay::ReplayConfig::deserialize(value).map_err(KindError::Settings)?;
             cfg.dir = resolve(cfg.dir);
             Ok(SourceConfig::Replay(cfg))
         }
         "mastodon" => {
-            let mut cfg = crate::sources::mastodon::MastodonConfig::deserialize(value)
-                .map_err(KindError::Settings)?;
+            let mut cfg = crate::sources::mastodon::MastodonConfig::deserialize(value).map_err(KindError::Settings)?;
             // Semantic checks name their key in backticks, so the error gets its key and line.
-            cfg.validate().map_err(|m| {
-                KindError::Settings(<toml::de::Error as serde::de::Error>::custom(m))
-            })?;
+            cfg.validate().map_err(|m| KindError::Settings(<toml::de::Error as serde::de::Error>::custom(m)))?;
             Ok(SourceConfig::Mastodon(cfg))
         }
         "rss" => {
-            let mut cfg =
-                crate::sources::rss::RssConfig::deserialize(value).map_err(KindError::Settings)?;
-            cfg.validate().map_err(|m| {
-                KindError::Settings(<toml::de::Error as serde::de::Error>::custom(m))
-            })?;
+            let mut cfg = crate::sources::rss::RssConfig::deserialize(value).map_err(KindError::Settings)?;
+            cfg.validate().map_err(|m| KindError::Settings(<toml::de::Error as serde::de::Error>::custom(m)))?;
             Ok(SourceConfig::Rss(cfg))
         }
         _ => Err(KindError::Unknown),
@@ -771,22 +614,14 @@ default = ["psd-triage@example.police.uk"]
         let cfg = load(GOOD).unwrap();
         assert_eq!(cfg.database, Path::new("/etc/em/state/monitor.db"));
         assert_eq!(cfg.patterns, Path::new("/etc/em/patterns"));
-        let SourceConfig::Replay(r) = &cfg.sources[0].kind else {
-            panic!("replay expected")
-        };
+        let SourceConfig::Replay(r) = &cfg.sources[0].kind else { panic!("replay expected") };
         assert_eq!(r.dir, Path::new("/etc/em/../demo"));
         assert!(cfg.sources[0].enabled);
         match &cfg.mail.transport {
             TransportConfig::File { outbox } => assert_eq!(outbox, Path::new("/etc/em/outbox")),
             other => panic!("{other:?}"),
         }
-        assert_eq!(
-            cfg.retention,
-            Retention {
-                days: 365,
-                dismissed_days: 30
-            }
-        );
+        assert_eq!(cfg.retention, Retention { days: 365, dismissed_days: 30 });
         assert!(cfg.digest.send_empty);
     }
 
@@ -834,8 +669,7 @@ transport = "smtp"
 default = []
 "#;
         let err = load(text).unwrap_err();
-        let got: Vec<(String, Option<usize>)> =
-            err.errors.iter().map(|e| (e.key.clone(), e.line)).collect();
+        let got: Vec<(String, Option<usize>)> = err.errors.iter().map(|e| (e.key.clone(), e.line)).collect();
         assert_eq!(
             got,
             vec![
@@ -864,13 +698,8 @@ default = []
             "transport = \"smtp\"\n[mail.smtp]\nhost = \"mail.example\"\nusername = \"u\"\npassword_env = \"EM_SMTP_PASSWORD\"\n\n[routing]",
         );
         let cfg = load(&ok).unwrap();
-        let TransportConfig::Smtp(smtp) = &cfg.mail.transport else {
-            panic!()
-        };
-        assert_eq!(
-            (smtp.port, smtp.tls, smtp.timeout_secs),
-            (587, TlsMode::Starttls, 30)
-        );
+        let TransportConfig::Smtp(smtp) = &cfg.mail.transport else { panic!() };
+        assert_eq!((smtp.port, smtp.tls, smtp.timeout_secs), (587, TlsMode::Starttls, 30));
     }
 
     #[test]
@@ -885,17 +714,8 @@ default = []
         let ok = text.replace("\"Gotham PD\" = [\"bat@example\"]", "");
         let cfg = load(&ok).unwrap();
         let (route, to) = cfg.routing.route_for(Some("Greater Manchester Police"));
-        assert_eq!(
-            (route, to),
-            (
-                Some("Greater Manchester Police"),
-                &["psd@gmp.example".to_string()][..]
-            )
-        );
+        assert_eq!((route, to), (Some("Greater Manchester Police"), &["psd@gmp.example".to_string()][..]));
         let (route, to) = cfg.routing.route_for(Some("Kent Police"));
-        assert_eq!(
-            (route, to),
-            (None, &["psd-triage@example.police.uk".to_string()][..])
-        );
+        assert_eq!((route, to), (None, &["psd-triage@example.police.uk".to_string()][..]));
     }
 }

@@ -24,11 +24,6 @@ impl std::fmt::Display for CompareReport {
         Ok(())
     }
 }
-pub fn compare(
-    _old: &Path,
-    _new: &Path,
-    _corpus: &Path,
-    _forces: &Forces,
-) -> anyhow::Result<CompareReport> {
+pub fn compare(_old: &Path, _new: &Path, _corpus: &Path, _forces: &Forces) -> anyhow::Result<CompareReport> {
     anyhow::bail!("not yet")
 }

@@ -68,12 +68,6 @@ impl Identifier {
 
     /// The verdict for an account given everything known of its posts.
     pub fn identify(&self, _account: &Account, _posts: &PostSignals) -> IdentityVerdict {
-        IdentityVerdict {
-            identity: Identity::None,
-            score: 0.0,
-            force: None,
-            role: None,
-            evidence: vec![],
-        }
+        IdentityVerdict { identity: Identity::None, score: 0.0, force: None, role: None, evidence: vec![] }
     }
 }

@@ -169,9 +169,6 @@ mod tests {
             lang_hints: vec![],
             url: None,
         };
-        assert_eq!(
-            p.full_text(),
-            "night out\n[image: two people in uniform holding pints]"
-        );
+        assert_eq!(p.full_text(), "night out\n[image: two people in uniform holding pints]");
     }
 }

@@ -43,11 +43,7 @@ pub fn detect_lang(text: &str) -> Option<Lang> {
 
 /// A platform language hint (`en`, `cy`, `eng`, `cym`, `en-GB`, ...) as a rule language.
 pub fn lang_from_hint(hint: &str) -> Option<Lang> {
-    let primary = hint
-        .split(['-', '_'])
-        .next()
-        .unwrap_or("")
-        .to_ascii_lowercase();
+    let primary = hint.split(['-', '_']).next().unwrap_or("").to_ascii_lowercase();
     match primary.as_str() {
         "en" | "eng" => Some(Lang::Eng),
         "cy" | "cym" | "wel" => Some(Lang::Cym),

@@ -30,10 +30,7 @@ pub struct Detector {
 impl Detector {
     /// Load and compile every `*.toml` in `dir`; all errors are returned at once.
     pub fn load(_dir: &Path, _forces: &Forces) -> Result<Detector, Vec<PatternError>> {
-        Ok(Detector {
-            identifier: Identifier {},
-            classifier: Classifier {},
-        })
+        Ok(Detector { identifier: Identifier {}, classifier: Classifier {} })
     }
 }
 
@@ -47,10 +44,6 @@ pub struct ExampleReport {
 }
 
 /// Run every rule's `examples` (or only rule `only`), against the loaded rules.
-pub fn test_examples(
-    _dir: &Path,
-    _forces: &Forces,
-    _only: Option<&str>,
-) -> Result<ExampleReport, Vec<PatternError>> {
+pub fn test_examples(_dir: &Path, _forces: &Forces, _only: Option<&str>) -> Result<ExampleReport, Vec<PatternError>> {
     Ok(ExampleReport::default())
 }

@@ -43,10 +43,7 @@ pub async fn run(
     progress: ProgressFn<'_>,
 ) -> Result<ScanReport, StoreError> {
     let run_id = store.begin_run().await?;
-    let mut report = ScanReport {
-        run_id,
-        summaries: vec![],
-    };
+    let mut report = ScanReport { run_id, summaries: vec![] };
     let ctx = sources::BuildContext::new(&config.operator_contact);
     for entry in config.enabled_sources() {
         let mut source = sources::build(entry, &ctx);
@@ -67,10 +64,7 @@ pub async fn scan_source(
     progress: ProgressFn<'_>,
 ) -> Result<SourceSummary, StoreError> {
     let name = entry.name.as_str();
-    let mut summary = SourceSummary {
-        source: name.to_string(),
-        ..Default::default()
-    };
+    let mut summary = SourceSummary { source: name.to_string(), ..Default::default() };
     let mut cursor = store.cursor(name).await?;
     let mut seen_accounts = std::collections::HashSet::new();
     loop {
@@ -88,15 +82,7 @@ pub async fn scan_source(
         }
         summary.errors += page.skipped.len() as u64;
         let done = page.done;
-        let commit = process_page(
-            name,
-            page,
-            store,
-            detector,
-            &mut summary,
-            &mut seen_accounts,
-        )
-        .await?;
+        let commit = process_page(name, page, store, detector, &mut summary, &mut seen_accounts).await?;
         let next_cursor = commit.cursor.clone();
         summary.hits += store.commit_page(commit).await?;
         if next_cursor.is_some() {
@@ -134,26 +120,13 @@ async fn process_page(
     summary.posts_read += page.posts.len() as u64;
     let mut posts_by_author: HashMap<&str, Vec<&Post>> = HashMap::new();
     for post in &page.posts {
-        posts_by_author
-            .entry(post.author_id.as_str())
-            .or_default()
-            .push(post);
+        posts_by_author.entry(post.author_id.as_str()).or_default().push(post);
     }
-    let mut commit = PageCommit {
-        source: source_name.to_string(),
-        accounts: vec![],
-        hits: vec![],
-        cursor: page.cursor.clone(),
-    };
+    let mut commit = PageCommit { source: source_name.to_string(), accounts: vec![], hits: vec![], cursor: page.cursor.clone() };
     for account in &page.accounts {
         let first_time = seen.insert((account.platform.clone(), account.platform_id.clone()));
-        let posts = posts_by_author
-            .remove(account.platform_id.as_str())
-            .unwrap_or_default();
-        let mut signals: PostSignals = store
-            .post_signals(&account.platform, &account.platform_id)
-            .await?
-            .unwrap_or_default();
+        let posts = posts_by_author.remove(account.platform_id.as_str()).unwrap_or_default();
+        let mut signals: PostSignals = store.post_signals(&account.platform, &account.platform_id).await?.unwrap_or_default();
         for post in &posts {
             signals.merge(detector.identifier.post_signals(post));
         }
@@ -178,20 +151,11 @@ async fn process_page(
         }
         // Remember only accounts with something policing-related about them.
         if verdict.identity != Identity::None || !signals.is_empty() {
-            commit.accounts.push(AccountUpdate {
-                account: account.clone(),
-                verdict,
-                post_signals: signals,
-            });
+            commit.accounts.push(AccountUpdate { account: account.clone(), verdict, post_signals: signals });
         }
     }
     for (author, posts) in posts_by_author {
-        warn!(
-            source = source_name,
-            author,
-            posts = posts.len(),
-            "posts whose author profile the source did not return"
-        );
+        warn!(source = source_name, author, posts = posts.len(), "posts whose author profile the source did not return");
         summary.errors += posts.len() as u64;
     }
     Ok(commit)

@@ -20,22 +20,9 @@ struct Mail {
 }
 
 fn parse(raw: &str) -> Mail {
-    let msg = MessageParser::default()
-        .parse(raw.as_bytes())
-        .expect("parseable .eml");
-    let to = msg
-        .to()
-        .map(|a| {
-            a.iter()
-                .filter_map(|x| x.address())
-                .collect::<Vec<_>>()
-                .join(",")
-        })
-        .unwrap_or_default();
-    let header_end = raw
-        .find("\r\n\r\n")
-        .or_else(|| raw.find("\n\n"))
-        .unwrap_or(raw.len());
+    let msg = MessageParser::default().parse(raw.as_bytes()).expect("parseable .eml");
+    let to = msg.to().map(|a| a.iter().filter_map(|x| x.address()).collect::<Vec<_>>().join(",")).unwrap_or_default();
+    let header_end = raw.find("\r\n\r\n").or_else(|| raw.find("\n\n")).unwrap_or(raw.len());
     Mail {
         to,
         subject: msg.subject().unwrap_or_default().to_string(),
@@ -46,17 +33,8 @@ fn parse(raw: &str) -> Mail {
 }
 
 fn hit_count(config: &std::path::Path) -> usize {
-    let out = bin()
-        .args(["--config"])
-        .arg(config)
-        .args(["hits", "list", "--format", "json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = bin().args(["--config"]).arg(config).args(["hits", "list", "--format", "json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap().lines().count()
 }
 
@@ -64,96 +42,39 @@ fn hit_count(config: &std::path::Path) -> usize {
 fn run_on_demo_leaves_a_routed_digest_in_the_outbox_and_is_idempotent() {
     let dir = tempfile::tempdir().unwrap();
     let config = common::demo_config(dir.path(), "");
-    bin()
-        .arg("--config")
-        .arg(&config)
-        .arg("run")
-        .assert()
-        .success()
-        .stdout(predicate::str::contains("demo"));
+    bin().arg("--config").arg(&config).arg("run").assert().success().stdout(predicate::str::contains("demo"));
 
-    let mails: Vec<Mail> = common::emls(&dir.path().join("outbox"))
-        .iter()
-        .map(|r| parse(r))
-        .collect();
+    let mails: Vec<Mail> = common::emls(&dir.path().join("outbox")).iter().map(|r| parse(r)).collect();
     assert!(!mails.is_empty(), "no digest written");
-    let kent = mails
-        .iter()
-        .find(|m| m.to.contains("psd-kent@"))
-        .expect("a message for Kent PSD");
-    let tvp = mails
-        .iter()
-        .find(|m| m.to.contains("psd-tvp@"))
-        .expect("a message for Thames Valley PSD");
+    let kent = mails.iter().find(|m| m.to.contains("psd-kent@")).expect("a message for Kent PSD");
+    let tvp = mails.iter().find(|m| m.to.contains("psd-tvp@")).expect("a message for Thames Valley PSD");
     // Routing: each force's hits go only to its own PSD.
     assert!(kent.text.contains("Elmtree Close"), "{}", kent.text);
-    assert!(
-        !kent.text.contains("Cowley Road"),
-        "a Thames Valley hit in Kent's digest"
-    );
+    assert!(!kent.text.contains("Cowley Road"), "a Thames Valley hit in Kent's digest");
     assert!(tvp.text.contains("Cowley Road"), "{}", tvp.text);
-    assert!(
-        !tvp.text.contains("Elmtree Close"),
-        "a Kent hit in Thames Valley's digest"
-    );
+    assert!(!tvp.text.contains("Elmtree Close"), "a Kent hit in Thames Valley's digest");
     for m in &mails {
-        assert!(
-            !m.html.is_empty() && !m.text.is_empty(),
-            "both parts in {}",
-            m.subject
-        );
+        assert!(!m.html.is_empty() && !m.text.is_empty(), "both parts in {}", m.subject);
         // Accounts that are not serving police never produce a hit.
-        for not_serving in [
-            "retired_ron",
-            "gmp-bolton-north",
-            "proud_police_mum",
-            "gadget_pete",
-            "fashion-police-freya",
-        ] {
-            assert!(
-                !m.text.contains(not_serving),
-                "{not_serving} in digest {}",
-                m.subject
-            );
+        for not_serving in ["retired_ron", "gmp-bolton-north", "proud_police_mum", "gadget_pete", "fashion-police-freya"] {
+            assert!(!m.text.contains(not_serving), "{not_serving} in digest {}", m.subject);
         }
     }
 
     // Hostile content is escaped in HTML and never reaches a header.
     let all_html: String = mails.iter().map(|m| m.html.as_str()).collect();
-    assert!(
-        all_html.contains("&lt;script&gt;"),
-        "hostile post text should appear escaped"
-    );
-    assert!(
-        !all_html.to_ascii_lowercase().contains("<script"),
-        "unescaped <script> in HTML part"
-    );
+    assert!(all_html.contains("&lt;script&gt;"), "hostile post text should appear escaped");
+    assert!(!all_html.to_ascii_lowercase().contains("<script"), "unescaped <script> in HTML part");
     for m in &mails {
-        assert!(
-            !m.raw_headers.to_ascii_lowercase().contains("\nbcc:"),
-            "header injection: {}",
-            m.raw_headers
-        );
+        assert!(!m.raw_headers.to_ascii_lowercase().contains("\nbcc:"), "header injection: {}", m.raw_headers);
     }
 
     // Running again finds nothing new and sends nothing twice.
     let hits_before = hit_count(&config);
     assert!(hits_before >= 8, "only {hits_before} hits on the demo data");
-    bin()
-        .arg("--config")
-        .arg(&config)
-        .arg("run")
-        .assert()
-        .success();
-    assert_eq!(
-        hit_count(&config),
-        hits_before,
-        "re-running the scan duplicated hits"
-    );
-    let again: Vec<Mail> = common::emls(&dir.path().join("outbox"))
-        .iter()
-        .map(|r| parse(r))
-        .collect();
+    bin().arg("--config").arg(&config).arg("run").assert().success();
+    assert_eq!(hit_count(&config), hits_before, "re-running the scan duplicated hits");
+    let again: Vec<Mail> = common::emls(&dir.path().join("outbox")).iter().map(|r| parse(r)).collect();
     let with_hits_again = again.len() - mails.len();
     for m in &again[mails.len()..] {
         assert!(!m.text.contains("Elmtree Close"), "a hit was sent twice");
@@ -165,42 +86,16 @@ fn run_on_demo_leaves_a_routed_digest_in_the_outbox_and_is_idempotent() {
 fn review_takes_a_hit_out_of_the_queue() {
     let dir = tempfile::tempdir().unwrap();
     let config = common::demo_config(dir.path(), "");
-    bin()
-        .arg("--config")
-        .arg(&config)
-        .arg("scan")
-        .assert()
-        .success();
-    let out = bin()
-        .arg("--config")
-        .arg(&config)
-        .args(["hits", "list", "--status", "new", "--format", "json"])
-        .output()
-        .unwrap();
-    let first: serde_json::Value = serde_json::from_str(
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .next()
-            .expect("a new hit"),
-    )
-    .unwrap();
+    bin().arg("--config").arg(&config).arg("scan").assert().success();
+    let out = bin().arg("--config").arg(&config).args(["hits", "list", "--status", "new", "--format", "json"]).output().unwrap();
+    let first: serde_json::Value =
+        serde_json::from_str(String::from_utf8(out.stdout).unwrap().lines().next().expect("a new hit")).unwrap();
     let id = first["id"].as_i64().unwrap().to_string();
     let queue = hit_count_with(&config, &["--status", "new"]);
     bin()
         .arg("--config")
         .arg(&config)
-        .args([
-            "hits",
-            "review",
-            &id,
-            "--status",
-            "dismissed",
-            "--note",
-            "banter, no breach",
-            "--reviewer",
-            "DS Test",
-        ])
+        .args(["hits", "review", &id, "--status", "dismissed", "--note", "banter, no breach", "--reviewer", "DS Test"])
         .assert()
         .success();
     assert_eq!(hit_count_with(&config, &["--status", "new"]), queue - 1);
@@ -223,18 +118,8 @@ fn review_takes_a_hit_out_of_the_queue() {
 }
 
 fn hit_count_with(config: &std::path::Path, filter: &[&str]) -> usize {
-    let out = bin()
-        .arg("--config")
-        .arg(config)
-        .args(["hits", "list", "--format", "json"])
-        .args(filter)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = bin().arg("--config").arg(config).args(["hits", "list", "--format", "json"]).args(filter).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap().lines().count()
 }
 
@@ -242,7 +127,8 @@ fn hit_count_with(config: &std::path::Path, filter: &[&str]) -> usize {
 fn a_bad_config_exits_1_naming_the_key_and_line() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.toml");
-    std::fs::write(&path, "databse = \"x.db\"\n[mail]\nfrom = \"a@b.example\"\n[routing]\ndefault = [\"c@d.example\"]\n").unwrap();
+    std::fs::write(&path, "databse = \"x.db\"\n[mail]\nfrom = \"a@b.example\"\n[routing]\ndefault = [\"c@d.example\"]\n")
+        .unwrap();
     bin()
         .arg("--config")
         .arg(&path)
@@ -256,15 +142,11 @@ fn a_bad_config_exits_1_naming_the_key_and_line() {
 #[test]
 fn a_broken_source_is_reported_and_the_others_still_store() {
     let dir = tempfile::tempdir().unwrap();
-    let extra = format!(
-        "\n[[sources]]\nname = \"broken\"\nkind = \"replay\"\ndir = \"{}\"\n",
-        dir.path().join("missing").display()
-    );
+    let extra =
+        format!("\n[[sources]]\nname = \"broken\"\nkind = \"replay\"\ndir = \"{}\"\n", dir.path().join("missing").display());
     // Sources must come before [mail]; write a config with the broken source appended to the list.
     let config = common::demo_config(dir.path(), "");
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("[mail]", &format!("{extra}\n[mail]"));
+    let text = std::fs::read_to_string(&config).unwrap().replace("[mail]", &format!("{extra}\n[mail]"));
     std::fs::write(&config, text).unwrap();
     bin()
         .arg("--config")
@@ -274,29 +156,15 @@ fn a_broken_source_is_reported_and_the_others_still_store() {
         .code(2)
         .stdout(predicate::str::contains("broken"))
         .stdout(predicate::str::contains("missing"));
-    assert!(
-        hit_count(&config) > 0,
-        "the working source's hits were not stored"
-    );
-    bin()
-        .arg("--config")
-        .arg(&config)
-        .arg("status")
-        .assert()
-        .success()
-        .stdout(predicate::str::contains("broken"));
+    assert!(hit_count(&config) > 0, "the working source's hits were not stored");
+    bin().arg("--config").arg(&config).arg("status").assert().success().stdout(predicate::str::contains("broken"));
 }
 
 #[test]
 fn dry_run_prints_the_digest_and_sends_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let config = common::demo_config(dir.path(), "");
-    bin()
-        .arg("--config")
-        .arg(&config)
-        .arg("scan")
-        .assert()
-        .success();
+    bin().arg("--config").arg(&config).arg("scan").assert().success();
     bin()
         .arg("--config")
         .arg(&config)
@@ -304,16 +172,8 @@ fn dry_run_prints_the_digest_and_sends_nothing() {
         .assert()
         .success()
         .stdout(predicate::str::contains("Elmtree Close"));
-    assert!(
-        common::emls(&dir.path().join("outbox")).is_empty(),
-        "dry run wrote mail"
-    );
-    bin()
-        .arg("--config")
-        .arg(&config)
-        .arg("digest")
-        .assert()
-        .success();
+    assert!(common::emls(&dir.path().join("outbox")).is_empty(), "dry run wrote mail");
+    bin().arg("--config").arg(&config).arg("digest").assert().success();
     assert!(!common::emls(&dir.path().join("outbox")).is_empty());
 }
 
@@ -322,12 +182,8 @@ fn an_overlapping_run_exits_3_and_does_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let config = common::demo_config(dir.path(), "");
     // Hold the lock as a slow scan would.
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(dir.path().join("monitor.db.lock"))
-        .unwrap();
+    let lock =
+        std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(dir.path().join("monitor.db.lock")).unwrap();
     lock.lock().unwrap();
     bin()
         .arg("--config")
@@ -335,18 +191,8 @@ fn an_overlapping_run_exits_3_and_does_nothing() {
         .arg("run")
         .assert()
         .code(3)
-        .stderr(predicate::str::contains(
-            "another exposure-monitor run is in progress",
-        ));
-    assert!(
-        !dir.path().join("monitor.db").exists(),
-        "the locked-out run touched the database"
-    );
+        .stderr(predicate::str::contains("another exposure-monitor run is in progress"));
+    assert!(!dir.path().join("monitor.db").exists(), "the locked-out run touched the database");
     drop(lock);
-    bin()
-        .arg("--config")
-        .arg(&config)
-        .arg("scan")
-        .assert()
-        .success();
+    bin().arg("--config").arg(&config).arg("scan").assert().success();
 }

@@ -30,10 +30,7 @@ fn bin() -> Command {
 
 /// A small blocking HTTP helper for seeding and fault injection.
 fn call(method: &str, url: &str, token: Option<&str>, body: Option<Value>) -> Value {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
         let client = reqwest::Client::new();
         let mut req = client.request(method.parse().unwrap(), url);
@@ -41,14 +38,9 @@ fn call(method: &str, url: &str, token: Option<&str>, body: Option<Value>) -> Va
             req = req.bearer_auth(t);
         }
         if let Some(b) = body {
-            req = req
-                .header("content-type", "application/json")
-                .body(b.to_string());
+            req = req.header("content-type", "application/json").body(b.to_string());
         }
-        let resp = req
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+        let resp = req.send().await.unwrap_or_else(|e| panic!("{method} {url}: {e}"));
         let status = resp.status();
         let text = resp.text().await.unwrap();
         assert!(status.is_success(), "{method} {url}: {status} {text}");
@@ -60,12 +52,7 @@ fn call(method: &str, url: &str, token: Option<&str>, body: Option<Value>) -> Va
 fn reset(base: &str) {
     call("DELETE", &format!("{base}/api/v1/_mock/faults"), None, None);
     call("POST", &format!("{base}/api/v1/_mock/reset"), None, None);
-    let daz = call(
-        "GET",
-        &format!("{base}/api/v1/accounts/lookup?acct=pc_daz"),
-        None,
-        None,
-    );
+    let daz = call("GET", &format!("{base}/api/v1/accounts/lookup?acct=pc_daz"), None, None);
     assert_eq!(
         daz["note"].as_str().map(|n| n.contains("Kent Police")),
         Some(true),
@@ -74,12 +61,7 @@ fn reset(base: &str) {
 }
 
 fn fault(base: &str, rule: Value) {
-    call(
-        "POST",
-        &format!("{base}/api/v1/_mock/faults"),
-        None,
-        Some(rule),
-    );
+    call("POST", &format!("{base}/api/v1/_mock/faults"), None, Some(rule));
 }
 
 fn write_config(dir: &Path, base: &str) -> std::path::PathBuf {
@@ -123,23 +105,11 @@ struct Row {
 }
 
 fn scan(config: &Path) -> Row {
-    let out = bin()
-        .arg("--config")
-        .arg(config)
-        .arg("scan")
-        .output()
-        .unwrap();
+    let out = bin().arg("--config").arg(config).arg("scan").output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(
-        out.status.success(),
-        "scan failed ({:?}):\n{stdout}\n{stderr}",
-        out.status
-    );
-    let line = stdout
-        .lines()
-        .find(|l| l.starts_with("mock-instance"))
-        .unwrap_or_else(|| panic!("no summary row:\n{stdout}"));
+    assert!(out.status.success(), "scan failed ({:?}):\n{stdout}\n{stderr}", out.status);
+    let line = stdout.lines().find(|l| l.starts_with("mock-instance")).unwrap_or_else(|| panic!("no summary row:\n{stdout}"));
     let f: Vec<&str> = line.split_whitespace().collect();
     Row {
         accounts: f[1].parse().unwrap(),
@@ -151,26 +121,12 @@ fn scan(config: &Path) -> Row {
 }
 
 fn hit_texts(config: &Path) -> Vec<String> {
-    let out = bin()
-        .arg("--config")
-        .arg(config)
-        .args(["hits", "list", "--format", "json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = bin().arg("--config").arg(config).args(["hits", "list", "--format", "json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let mut texts: Vec<String> = String::from_utf8(out.stdout)
         .unwrap()
         .lines()
-        .map(|l| {
-            serde_json::from_str::<Value>(l).unwrap()["text"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["text"].as_str().unwrap().to_string())
         .collect();
     texts.sort();
     texts
@@ -193,22 +149,12 @@ max_requests_per_second = 50
 fn read_all(base: &str, cursor: &mut Option<String>) -> Vec<Page> {
     let mut cfg: MastodonConfig = toml::from_str(&SOURCE_KEYS.replace("BASE", base)).unwrap();
     cfg.validate().unwrap();
-    let mut src = MastodonSource::new(
-        "mock-instance".into(),
-        cfg,
-        &BuildContext::new("ci@example.invalid"),
-    );
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let mut src = MastodonSource::new("mock-instance".into(), cfg, &BuildContext::new("ci@example.invalid"));
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
         let mut pages = vec![];
         loop {
-            let page = src
-                .next_page(cursor.as_deref())
-                .await
-                .unwrap_or_else(|e| panic!("source failed: {e}"));
+            let page = src.next_page(cursor.as_deref()).await.unwrap_or_else(|e| panic!("source failed: {e}"));
             if page.cursor.is_some() {
                 *cursor = page.cursor.clone();
             }
@@ -222,10 +168,7 @@ fn read_all(base: &str, cursor: &mut Option<String>) -> Vec<Page> {
 }
 
 fn texts(pages: &[Page]) -> Vec<String> {
-    let mut t: Vec<String> = pages
-        .iter()
-        .flat_map(|p| p.posts.iter().map(|p| p.text.clone()))
-        .collect();
+    let mut t: Vec<String> = pages.iter().flat_map(|p| p.posts.iter().map(|p| p.text.clone())).collect();
     t.sort();
     t
 }
@@ -243,71 +186,34 @@ fn connector_reads_everything_once_and_survives_faults() {
     let mut cursor = None;
 
     let first = read_all(&base, &mut cursor);
-    let mut handles: Vec<String> = first
-        .iter()
-        .flat_map(|p| p.accounts.iter().map(|a| a.handle.clone()))
-        .collect();
+    let mut handles: Vec<String> = first.iter().flat_map(|p| p.accounts.iter().map(|a| a.handle.clone())).collect();
     handles.sort();
     let host = base.trim_start_matches("http://");
     let expect_handles: Vec<String> = {
-        let mut v: Vec<String> = [
-            "alice",
-            "bob",
-            "ex_ds_morris",
-            "gwen_edits",
-            "pc_daz",
-            "sgt_rhian",
-        ]
-        .iter()
-        .map(|u| format!("@{u}@{host}"))
-        .collect();
+        let mut v: Vec<String> = ["alice", "bob", "ex_ds_morris", "gwen_edits", "pc_daz", "sgt_rhian"]
+            .iter()
+            .map(|u| format!("@{u}@{host}"))
+            .collect();
         v.sort();
         v
     };
-    assert_eq!(
-        handles, expect_handles,
-        "the directory is local-only: the remote carol is not listed"
-    );
-    let daz = first
-        .iter()
-        .flat_map(|p| p.accounts.iter())
-        .find(|a| a.handle.starts_with("@pc_daz@"))
-        .unwrap();
-    assert_eq!(
-        daz.bio,
-        "PC 4471 | Response team, Maidstone | Kent Police | views my own"
-    );
+    assert_eq!(handles, expect_handles, "the directory is local-only: the remote carol is not listed");
+    let daz = first.iter().flat_map(|p| p.accounts.iter()).find(|a| a.handle.starts_with("@pc_daz@")).unwrap();
+    assert_eq!(daz.bio, "PC 4471 | Response team, Maidstone | Kent Police | views my own");
     let read = texts(&first);
     assert_eq!(read.len(), 11, "{read:#?}");
-    assert!(
-        read.iter().any(|t| t.starts_with("Stopped KE19 XRT")),
-        "{read:#?}"
-    );
+    assert!(read.iter().any(|t| t.starts_with("Stopped KE19 XRT")), "{read:#?}");
     let skipped: Vec<&String> = first.iter().flat_map(|p| p.skipped.iter()).collect();
     assert!(skipped.is_empty(), "{skipped:?}");
 
     let second = read_all(&base, &mut cursor);
-    assert!(
-        texts(&second).is_empty(),
-        "nothing new: {:?}",
-        texts(&second)
-    );
+    assert!(texts(&second).is_empty(), "nothing new: {:?}", texts(&second));
 
     // A new post, and faults on the way to it.
-    let daz_api = call(
-        "GET",
-        &format!("{base}/api/v1/accounts/lookup?acct=pc_daz"),
-        None,
-        None,
-    );
+    let daz_api = call("GET", &format!("{base}/api/v1/accounts/lookup?acct=pc_daz"), None, None);
     let daz_id = daz_api["id"].as_str().unwrap().to_string();
     let new_text = "Bloke in cell 3 tonight is Kevin Price from 22 Hythe Street, DOB 12/08/1985. Singing for 3 hours straight.";
-    call(
-        "POST",
-        &format!("{base}/api/v1/statuses"),
-        Some("daz_token"),
-        Some(json!({ "status": new_text })),
-    );
+    call("POST", &format!("{base}/api/v1/statuses"), Some("daz_token"), Some(json!({ "status": new_text })));
     fault(
         &base,
         json!({"match": {"path": "/api/v1/directory"}, "effect": {"type": "ratelimit", "headers": {"Retry-After": "1"}}, "count": 1}),
@@ -321,21 +227,10 @@ fn connector_reads_everything_once_and_survives_faults() {
         json!({"match": {"path": format!("/api/v1/accounts/{daz_id}/statuses")}, "effect": {"type": "malformed"}, "count": 1}),
     );
     let third = read_all(&base, &mut cursor);
-    assert!(
-        texts(&third).is_empty(),
-        "pc_daz's statuses came back malformed: not read yet"
-    );
-    assert!(
-        third.iter().map(|p| p.rate_limit_waits).sum::<u64>() >= 1,
-        "the 429 was waited for and counted"
-    );
+    assert!(texts(&third).is_empty(), "pc_daz's statuses came back malformed: not read yet");
+    assert!(third.iter().map(|p| p.rate_limit_waits).sum::<u64>() >= 1, "the 429 was waited for and counted");
     let skipped: Vec<&String> = third.iter().flat_map(|p| p.skipped.iter()).collect();
-    assert!(
-        skipped
-            .iter()
-            .any(|s| s.contains("statuses of pc_daz") && s.contains("JSON")),
-        "{skipped:?}"
-    );
+    assert!(skipped.iter().any(|s| s.contains("statuses of pc_daz") && s.contains("JSON")), "{skipped:?}");
 
     // No faults: the held-back post is read now, once.
     let fourth = read_all(&base, &mut cursor);
@@ -366,20 +261,11 @@ fn scan_stores_exactly_the_expected_hits() {
     assert_eq!(hit_texts(&config), expected, "{first:?}");
     assert_eq!(first.hits, 4, "{first:?}");
     let second = scan(&config);
-    assert_eq!(
-        (second.posts, second.hits),
-        (0, 0),
-        "nothing new: {second:?}"
-    );
+    assert_eq!((second.posts, second.hits), (0, 0), "nothing new: {second:?}");
     assert_eq!(hit_texts(&config).len(), 4);
 
     // Faults on the way to a new hit: the scan carries on, and the hit arrives once.
-    let daz = call(
-        "GET",
-        &format!("{base}/api/v1/accounts/lookup?acct=pc_daz"),
-        None,
-        None,
-    );
+    let daz = call("GET", &format!("{base}/api/v1/accounts/lookup?acct=pc_daz"), None, None);
     let daz_id = daz["id"].as_str().unwrap().to_string();
     call(
         "POST",
@@ -398,11 +284,7 @@ fn scan_stores_exactly_the_expected_hits() {
         json!({"match": {"path": format!("/api/v1/accounts/{daz_id}/statuses")}, "effect": {"type": "status", "status": 503}, "count": 2}),
     );
     let third = scan(&config);
-    assert_eq!(
-        (third.error.as_str(), third.posts, third.hits),
-        ("-", 1, 1),
-        "{third:?}"
-    );
+    assert_eq!((third.error.as_str(), third.posts, third.hits), ("-", 1, 1), "{third:?}");
     fault(
         &base,
         json!({"match": {"path": format!("/api/v1/accounts/{daz_id}/statuses")}, "effect": {"type": "malformed"}, "count": 1}),
@@ -432,17 +314,9 @@ fn a_scan_killed_mid_run_and_rerun_equals_an_uninterrupted_one() {
     let killed_cfg = write_config(killed.path(), &base);
     // The handles' page (sgt_rhian's hit) is stored; pc_daz, found next through the hashtag,
     // hangs.
-    let daz = call(
-        "GET",
-        &format!("{base}/api/v1/accounts/lookup?acct=pc_daz"),
-        None,
-        None,
-    );
+    let daz = call("GET", &format!("{base}/api/v1/accounts/lookup?acct=pc_daz"), None, None);
     let daz_statuses = format!("/api/v1/accounts/{}/statuses", daz["id"].as_str().unwrap());
-    fault(
-        &base,
-        json!({"match": {"path": daz_statuses}, "effect": {"type": "timeout"}, "count": 1}),
-    );
+    fault(&base, json!({"match": {"path": daz_statuses}, "effect": {"type": "timeout"}, "count": 1}));
     let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("exposure-monitor"))
         .arg("--config")
         .arg(&killed_cfg)
@@ -452,18 +326,12 @@ fn a_scan_killed_mid_run_and_rerun_equals_an_uninterrupted_one() {
         .spawn()
         .unwrap();
     std::thread::sleep(std::time::Duration::from_secs(8));
-    assert!(
-        child.try_wait().unwrap().is_none(),
-        "the scan should still be waiting on the held response"
-    );
+    assert!(child.try_wait().unwrap().is_none(), "the scan should still be waiting on the held response");
     child.kill().unwrap();
     child.wait().unwrap();
     let partial = hit_texts(&killed_cfg);
     assert_eq!(expected.len(), 4, "{expected:?}");
-    assert!(
-        partial.len() < expected.len(),
-        "killed before the end: {partial:?}"
-    );
+    assert!(partial.len() < expected.len(), "killed before the end: {partial:?}");
 
     call("DELETE", &format!("{base}/api/v1/_mock/faults"), None, None);
     let rerun = scan(&killed_cfg);

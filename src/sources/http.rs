@@ -101,9 +101,7 @@ pub enum HttpErrorKind {
     Body(String),
     #[error("response body larger than the cap of {cap} bytes")]
     TooLarge { cap: usize },
-    #[error(
-        "rate limited: the server asks to wait {wait_secs} s, longer than the {max_secs} s allowed"
-    )]
+    #[error("rate limited: the server asks to wait {wait_secs} s, longer than the {max_secs} s allowed")]
     RateLimited { wait_secs: u64, max_secs: u64 },
     #[error("{0}")]
     Other(String),
@@ -191,10 +189,7 @@ impl HostRegistry {
         hosts
             .entry(key.to_string())
             .or_insert_with(|| {
-                Arc::new(Host {
-                    permits: Semaphore::new(concurrency.max(1)),
-                    rate: Mutex::new(RateState::default()),
-                })
+                Arc::new(Host { permits: Semaphore::new(concurrency.max(1)), rate: Mutex::new(RateState::default()) })
             })
             .clone()
     }
@@ -212,19 +207,14 @@ pub struct HttpClient {
 
 impl std::fmt::Debug for HttpClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HttpClient")
-            .field("settings", &self.settings)
-            .finish_non_exhaustive()
+        f.debug_struct("HttpClient").field("settings", &self.settings).finish_non_exhaustive()
     }
 }
 
 /// `exposure-monitor/VERSION (+contact)`: names the program and whom the platform can contact.
 pub fn user_agent(operator_contact: &str) -> String {
     let base = concat!(env!("CARGO_PKG_NAME"), "/", env!("CARGO_PKG_VERSION"));
-    let contact: String = operator_contact
-        .chars()
-        .filter(|c| !c.is_control())
-        .collect();
+    let contact: String = operator_contact.chars().filter(|c| !c.is_control()).collect();
     let contact = contact.trim();
     if contact.is_empty() {
         base.to_string()
@@ -234,20 +224,14 @@ pub fn user_agent(operator_contact: &str) -> String {
 }
 
 impl HttpClient {
-    pub fn new(
-        settings: HttpSettings,
-        operator_contact: &str,
-        hosts: Arc<HostRegistry>,
-    ) -> Result<Self, HttpError> {
+    pub fn new(settings: HttpSettings, operator_contact: &str, hosts: Arc<HostRegistry>) -> Result<Self, HttpError> {
         let ua = user_agent(operator_contact);
         let mut headers = HeaderMap::new();
         headers.insert(
             USER_AGENT,
             HeaderValue::from_str(&ua).map_err(|e| HttpError {
                 url: String::new(),
-                kind: HttpErrorKind::Other(format!(
-                    "operator contact cannot go in a User-Agent header: {e}"
-                )),
+                kind: HttpErrorKind::Other(format!("operator contact cannot go in a User-Agent header: {e}")),
                 attempts: 0,
             })?,
         );
@@ -258,20 +242,10 @@ impl HttpClient {
             .timeout(settings.total_timeout)
             .redirect(reqwest::redirect::Policy::limited(5))
             .build()
-            .map_err(|e| HttpError {
-                url: String::new(),
-                kind: HttpErrorKind::Other(e.to_string()),
-                attempts: 0,
-            })?;
+            .map_err(|e| HttpError { url: String::new(), kind: HttpErrorKind::Other(e.to_string()), attempts: 0 })?;
         let rps = NonZeroU32::new(settings.max_requests_per_second.max(1)).expect("at least 1");
         let pacer = Arc::new(RateLimiter::keyed(Quota::per_second(rps)));
-        Ok(HttpClient {
-            client,
-            settings,
-            hosts,
-            pacer,
-            stats: Arc::new(HttpStats::default()),
-        })
+        Ok(HttpClient { client, settings, hosts, pacer, stats: Arc::new(HttpStats::default()) })
     }
 
     pub fn settings(&self) -> &HttpSettings {
@@ -297,11 +271,7 @@ impl HttpClient {
     ) -> Result<HttpResponse, HttpError> {
         let key = host_key(url);
         let host = self.hosts.host(&key, self.settings.max_concurrent_per_host);
-        let fail = |kind, attempts| HttpError {
-            url: url.to_string(),
-            kind,
-            attempts,
-        };
+        let fail = |kind, attempts| HttpError { url: url.to_string(), kind, attempts };
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
@@ -309,10 +279,7 @@ impl HttpClient {
             if let Some((wait, forced)) = host_delay(&host, &self.settings) {
                 if wait > self.settings.max_wait {
                     return Err(fail(
-                        HttpErrorKind::RateLimited {
-                            wait_secs: wait.as_secs(),
-                            max_secs: self.settings.max_wait.as_secs(),
-                        },
+                        HttpErrorKind::RateLimited { wait_secs: wait.as_secs(), max_secs: self.settings.max_wait.as_secs() },
                         attempt - 1,
                     ));
                 }
@@ -323,11 +290,7 @@ impl HttpClient {
                 tokio::time::sleep(wait).await;
             }
             self.pacer.until_key_ready(&key).await;
-            let permit = host
-                .permits
-                .acquire()
-                .await
-                .expect("semaphore never closed");
+            let permit = host.permits.acquire().await.expect("semaphore never closed");
             host.rate.lock().expect("rate lock").last_request = Some(Instant::now());
             self.stats.requests.fetch_add(1, Ordering::Relaxed);
             let outcome = self.attempt(url, bearer, extra).await;
@@ -336,34 +299,18 @@ impl HttpClient {
             let retry_in = match outcome {
                 Ok((status, headers, body)) => {
                     let retry_after = if status == StatusCode::TOO_MANY_REQUESTS {
-                        Some(
-                            headers
-                                .get(RETRY_AFTER)
-                                .and_then(|v| v.to_str().ok())
-                                .and_then(parse_retry_after),
-                        )
+                        Some(headers.get(RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(parse_retry_after))
                     } else {
                         None
                     };
                     update_rate(&host, &headers, retry_after.flatten().is_some());
                     if status.is_success() || status == StatusCode::NOT_MODIFIED {
-                        return Ok(HttpResponse {
-                            url: url.clone(),
-                            status,
-                            headers,
-                            body,
-                        });
+                        return Ok(HttpResponse { url: url.clone(), status, headers, body });
                     }
-                    let err = HttpErrorKind::Status {
-                        status: status.as_u16(),
-                        body: excerpt(&body),
-                    };
+                    let err = HttpErrorKind::Status { status: status.as_u16(), body: excerpt(&body) };
                     if status == StatusCode::TOO_MANY_REQUESTS {
                         // Retry-After, else the reset header, else backoff.
-                        let wait = retry_after
-                            .flatten()
-                            .or_else(|| reset_wait(&host))
-                            .unwrap_or_else(|| self.backoff(attempt));
+                        let wait = retry_after.flatten().or_else(|| reset_wait(&host)).unwrap_or_else(|| self.backoff(attempt));
                         if wait > self.settings.max_wait {
                             return Err(fail(
                                 HttpErrorKind::RateLimited {
@@ -373,8 +320,7 @@ impl HttpClient {
                                 attempt,
                             ));
                         }
-                        host.rate.lock().expect("rate lock").not_before =
-                            Some(Instant::now() + wait);
+                        host.rate.lock().expect("rate lock").not_before = Some(Instant::now() + wait);
                         if attempt > self.settings.max_retries {
                             return Err(fail(err, attempt));
                         }
@@ -388,11 +334,9 @@ impl HttpClient {
                         return Err(fail(err, attempt));
                     }
                 }
-                Err(
-                    kind @ (HttpErrorKind::Timeout
-                    | HttpErrorKind::Connect(_)
-                    | HttpErrorKind::Body(_)),
-                ) => (self.backoff(attempt), kind),
+                Err(kind @ (HttpErrorKind::Timeout | HttpErrorKind::Connect(_) | HttpErrorKind::Body(_))) => {
+                    (self.backoff(attempt), kind)
+                }
                 Err(kind) => return Err(fail(kind, attempt)),
             };
             let (wait, err) = retry_in;
@@ -407,17 +351,14 @@ impl HttpClient {
 
     fn count_wait(&self, wait: Duration) {
         self.stats.rate_limit_waits.fetch_add(1, Ordering::Relaxed);
-        self.stats
-            .rate_limit_wait_ms
-            .fetch_add(wait.as_millis() as u64, Ordering::Relaxed);
+        self.stats.rate_limit_wait_ms.fetch_add(wait.as_millis() as u64, Ordering::Relaxed);
     }
 
     /// Exponential backoff with full jitter: uniform in [base/2, base * 2^(attempt-1)], capped.
     fn backoff(&self, attempt: u32) -> Duration {
         use rand::Rng;
         let base = self.settings.backoff_base.as_secs_f64();
-        let top = (base * 2f64.powi(attempt.saturating_sub(1).min(20) as i32))
-            .min(self.settings.backoff_max.as_secs_f64());
+        let top = (base * 2f64.powi(attempt.saturating_sub(1).min(20) as i32)).min(self.settings.backoff_max.as_secs_f64());
         let low = (base / 2.0).min(top);
         Duration::from_secs_f64(rand::thread_rng().gen_range(low..=top))
     }
@@ -482,20 +423,13 @@ fn classify_error(e: reqwest::Error) -> HttpErrorKind {
 
 /// `host:port` (scheme default port when absent).
 fn host_key(url: &Url) -> String {
-    format!(
-        "{}:{}",
-        url.host_str().unwrap_or(""),
-        url.port_or_known_default().unwrap_or(0)
-    )
+    format!("{}:{}", url.host_str().unwrap_or(""), url.port_or_known_default().unwrap_or(0))
 }
 
 /// A short, printable excerpt of an error body for messages (control characters dropped).
 fn excerpt(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body);
-    let clean: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
+    let clean: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
     let clean = clean.trim();
     if clean.chars().count() > 200 {
         format!("{}…", clean.chars().take(200).collect::<String>())
@@ -521,11 +455,7 @@ fn plan_delay(rate: &RateState, reserve_fraction: f64, now: Instant) -> Option<(
         (Some(r), Some(t)) if t > now => (r, t),
         _ => return None,
     };
-    let reserve = rate
-        .limit
-        .map(|l| (l * reserve_fraction).ceil())
-        .unwrap_or(0.0)
-        .max(1.0);
+    let reserve = rate.limit.map(|l| (l * reserve_fraction).ceil()).unwrap_or(0.0).max(1.0);
     let window = reset_at - now;
     if remaining <= reserve {
         // Out of budget (bar the reserve): wait for the reset, plus a little for clock skew.
@@ -541,9 +471,7 @@ fn plan_delay(rate: &RateState, reserve_fraction: f64, now: Instant) -> Option<(
 fn reset_wait(host: &Host) -> Option<Duration> {
     let rate = host.rate.lock().expect("rate lock");
     let now = Instant::now();
-    rate.reset_at
-        .filter(|t| *t > now)
-        .map(|t| t - now + Duration::from_millis(250))
+    rate.reset_at.filter(|t| *t > now).map(|t| t - now + Duration::from_millis(250))
 }
 
 /// Rate-limit headers of one response, in any of the flavours platforms send.
@@ -560,36 +488,19 @@ pub struct RateHeaders {
 /// strings, reset in seconds). `now` anchors absolute resets.
 pub fn parse_rate_headers(headers: &HeaderMap, now: SystemTime) -> RateHeaders {
     let get = |names: &[&str]| {
-        names.iter().find_map(|n| {
-            headers
-                .get(*n)
-                .and_then(|v| v.to_str().ok())
-                .map(str::trim)
-                .filter(|v| !v.is_empty())
-        })
+        names.iter().find_map(|n| headers.get(*n).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty()))
     };
     let remaining = get(&["x-ratelimit-remaining", "ratelimit-remaining"]).and_then(leading_number);
     let used = get(&["x-ratelimit-used"]).and_then(leading_number);
-    let limit = get(&["x-ratelimit-limit", "ratelimit-limit"])
-        .and_then(leading_number)
-        .or_else(|| Some(used? + remaining?));
+    let limit = get(&["x-ratelimit-limit", "ratelimit-limit"]).and_then(leading_number).or_else(|| Some(used? + remaining?));
     let reset_in = get(&["x-ratelimit-reset", "ratelimit-reset"]).and_then(|v| parse_reset(v, now));
-    RateHeaders {
-        limit,
-        remaining,
-        reset_in,
-    }
+    RateHeaders { limit, remaining, reset_in }
 }
 
 /// The first number of a header value: `"996.0"`, `"300"`, `"3000, 3000;w=300"`.
 fn leading_number(v: &str) -> Option<f64> {
-    let end = v
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(v.len());
-    v[..end]
-        .parse::<f64>()
-        .ok()
-        .filter(|n| n.is_finite() && *n >= 0.0)
+    let end = v.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(v.len());
+    v[..end].parse::<f64>().ok().filter(|n| n.is_finite() && *n >= 0.0)
 }
 
 /// A reset value: seconds from now (small numbers), epoch seconds (large numbers), ISO-8601 /
@@ -621,10 +532,7 @@ pub fn parse_retry_after(v: &str) -> Option<Duration> {
     if let Ok(n) = v.parse::<u64>() {
         return Some(Duration::from_secs(n));
     }
-    httpdate::parse_http_date(v).ok().map(|t| {
-        t.duration_since(SystemTime::now())
-            .unwrap_or(Duration::ZERO)
-    })
+    httpdate::parse_http_date(v).ok().map(|t| t.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO))
 }
 
 fn update_rate(host: &Host, headers: &HeaderMap, have_retry_after: bool) {
@@ -652,19 +560,13 @@ mod tests {
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
-            h.insert(
-                reqwest::header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
+            h.insert(reqwest::header::HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
         }
         h
     }
 
     fn at(rfc3339: &str) -> SystemTime {
-        chrono::DateTime::parse_from_rfc3339(rfc3339)
-            .unwrap()
-            .with_timezone(&chrono::Utc)
-            .into()
+        chrono::DateTime::parse_from_rfc3339(rfc3339).unwrap().with_timezone(&chrono::Utc).into()
     }
 
     #[test]
@@ -683,65 +585,31 @@ mod tests {
     #[test]
     fn epoch_reset_and_ietf_names() {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_347_000);
-        let h = headers(&[
-            ("x-ratelimit-limit", "1000"),
-            ("x-ratelimit-remaining", "997"),
-            ("x-ratelimit-reset", "1795347002"),
-        ]);
-        assert_eq!(
-            parse_rate_headers(&h, now).reset_in,
-            Some(Duration::from_secs(2))
-        );
-        let h = headers(&[
-            ("ratelimit-limit", "3000"),
-            ("ratelimit-remaining", "2999"),
-            ("ratelimit-reset", "1795347300"),
-        ]);
+        let h = headers(&[("x-ratelimit-limit", "1000"), ("x-ratelimit-remaining", "997"), ("x-ratelimit-reset", "1795347002")]);
+        assert_eq!(parse_rate_headers(&h, now).reset_in, Some(Duration::from_secs(2)));
+        let h = headers(&[("ratelimit-limit", "3000"), ("ratelimit-remaining", "2999"), ("ratelimit-reset", "1795347300")]);
         let r = parse_rate_headers(&h, now);
-        assert_eq!(
-            (r.limit, r.remaining, r.reset_in),
-            (Some(3000.0), Some(2999.0), Some(Duration::from_secs(300)))
-        );
+        assert_eq!((r.limit, r.remaining, r.reset_in), (Some(3000.0), Some(2999.0), Some(Duration::from_secs(300))));
         // IETF draft: delta seconds, and a structured limit.
-        let h = headers(&[
-            ("ratelimit-limit", "100, 100;w=60"),
-            ("ratelimit-remaining", "5"),
-            ("ratelimit-reset", "42"),
-        ]);
+        let h = headers(&[("ratelimit-limit", "100, 100;w=60"), ("ratelimit-remaining", "5"), ("ratelimit-reset", "42")]);
         let r = parse_rate_headers(&h, now);
-        assert_eq!(
-            (r.limit, r.remaining, r.reset_in),
-            (Some(100.0), Some(5.0), Some(Duration::from_secs(42)))
-        );
+        assert_eq!((r.limit, r.remaining, r.reset_in), (Some(100.0), Some(5.0), Some(Duration::from_secs(42))));
     }
 
     #[test]
     fn reddit_float_strings() {
-        let h = headers(&[
-            ("x-ratelimit-used", "4"),
-            ("x-ratelimit-remaining", "996.0"),
-            ("x-ratelimit-reset", "371"),
-        ]);
+        let h = headers(&[("x-ratelimit-used", "4"), ("x-ratelimit-remaining", "996.0"), ("x-ratelimit-reset", "371")]);
         let r = parse_rate_headers(&h, SystemTime::now());
-        assert_eq!(
-            (r.limit, r.remaining, r.reset_in),
-            (Some(1000.0), Some(996.0), Some(Duration::from_secs(371)))
-        );
+        assert_eq!((r.limit, r.remaining, r.reset_in), (Some(1000.0), Some(996.0), Some(Duration::from_secs(371))));
     }
 
     #[test]
     fn past_reset_is_zero_and_garbage_is_none() {
         let now = at("2026-12-01T00:00:00Z");
-        assert_eq!(
-            parse_reset("2026-11-22T12:00:00.000Z", now),
-            Some(Duration::ZERO)
-        );
+        assert_eq!(parse_reset("2026-11-22T12:00:00.000Z", now), Some(Duration::ZERO));
         assert_eq!(parse_reset("soon", now), None);
         assert_eq!(parse_reset("-5", now), None);
-        assert_eq!(
-            parse_reset("Tue, 01 Dec 2026 00:00:10 GMT", now),
-            Some(Duration::from_secs(10))
-        );
+        assert_eq!(parse_reset("Tue, 01 Dec 2026 00:00:10 GMT", now), Some(Duration::from_secs(10)));
     }
 
     #[test]
@@ -749,10 +617,7 @@ mod tests {
         assert_eq!(parse_retry_after("2"), Some(Duration::from_secs(2)));
         let future = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(30));
         let d = parse_retry_after(&future).unwrap();
-        assert!(
-            d > Duration::from_secs(27) && d <= Duration::from_secs(30),
-            "{d:?}"
-        );
+        assert!(d > Duration::from_secs(27) && d <= Duration::from_secs(30), "{d:?}");
         assert_eq!(parse_retry_after("later"), None);
     }
 
@@ -776,32 +641,17 @@ mod tests {
         assert!(forced && d >= Duration::from_secs(100), "{d:?}");
         // A stale window (reset passed) imposes nothing.
         rate.reset_at = Some(now);
-        assert_eq!(
-            plan_delay(&rate, 0.05, now + Duration::from_millis(1)),
-            None
-        );
+        assert_eq!(plan_delay(&rate, 0.05, now + Duration::from_millis(1)), None);
         // A 429's Retry-After wins.
         rate.not_before = Some(now + Duration::from_secs(2));
-        assert_eq!(
-            plan_delay(&rate, 0.05, now),
-            Some((Duration::from_secs(2), true))
-        );
+        assert_eq!(plan_delay(&rate, 0.05, now), Some((Duration::from_secs(2), true)));
     }
 
     #[test]
     fn user_agent_names_program_version_and_contact() {
         let ua = user_agent("psd-monitoring@example.police.uk");
-        assert_eq!(
-            ua,
-            format!(
-                "exposure-monitor/{} (+psd-monitoring@example.police.uk)",
-                env!("CARGO_PKG_VERSION")
-            )
-        );
-        assert_eq!(
-            user_agent("  "),
-            format!("exposure-monitor/{}", env!("CARGO_PKG_VERSION"))
-        );
+        assert_eq!(ua, format!("exposure-monitor/{} (+psd-monitoring@example.police.uk)", env!("CARGO_PKG_VERSION")));
+        assert_eq!(user_agent("  "), format!("exposure-monitor/{}", env!("CARGO_PKG_VERSION")));
         assert!(!user_agent("a\r\nX-Injected: 1").contains('\n'));
     }
 }

@@ -157,19 +157,12 @@ fn is_env_name(v: &str) -> bool {
 impl MastodonConfig {
     /// Check and normalise what serde cannot: every message names its key in backticks.
     pub fn validate(&mut self) -> Result<(), String> {
-        let url = Url::parse(&self.instance)
-            .map_err(|e| format!("`instance`: `{}` is not a URL: {e}", self.instance))?;
+        let url = Url::parse(&self.instance).map_err(|e| format!("`instance`: `{}` is not a URL: {e}", self.instance))?;
         if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-            return Err(format!(
-                "`instance`: `{}` must be an http(s) URL with a host",
-                self.instance
-            ));
+            return Err(format!("`instance`: `{}` must be an http(s) URL with a host", self.instance));
         }
         if url.query().is_some() || url.fragment().is_some() {
-            return Err(format!(
-                "`instance`: `{}` must be the bare instance URL, without a query",
-                self.instance
-            ));
+            return Err(format!("`instance`: `{}` must be the bare instance URL, without a query", self.instance));
         }
         self.instance = url.as_str().trim_end_matches('/').to_string();
         if let Some(var) = &self.token_env {
@@ -186,24 +179,15 @@ impl MastodonConfig {
         for tag in &mut self.hashtags {
             let t = tag.trim().trim_start_matches('#').to_string();
             if t.is_empty() || !t.chars().all(|c| c.is_alphanumeric() || c == '_') {
-                return Err(format!(
-                    "`hashtags`: `{tag}` is not a hashtag (letters, digits, _)"
-                ));
+                return Err(format!("`hashtags`: `{tag}` is not a hashtag (letters, digits, _)"));
             }
             *tag = t;
         }
         for handle in &mut self.handles {
             let h = handle.trim().trim_start_matches('@').to_string();
             let parts: Vec<&str> = h.split('@').collect();
-            if h.is_empty()
-                || parts.len() > 2
-                || parts
-                    .iter()
-                    .any(|p| p.is_empty() || p.contains(char::is_whitespace))
-            {
-                return Err(format!(
-                    "`handles`: `{handle}` is not `user` or `user@domain`"
-                ));
+            if h.is_empty() || parts.len() > 2 || parts.iter().any(|p| p.is_empty() || p.contains(char::is_whitespace)) {
+                return Err(format!("`handles`: `{handle}` is not `user` or `user@domain`"));
             }
             *handle = h;
         }
@@ -213,19 +197,10 @@ impl MastodonConfig {
         for (key, v) in [
             ("timeout_secs", self.timeout_secs),
             ("max_body_bytes", self.max_body_bytes),
-            (
-                "max_concurrent_requests",
-                self.max_concurrent_requests as u64,
-            ),
-            (
-                "max_requests_per_second",
-                self.max_requests_per_second as u64,
-            ),
+            ("max_concurrent_requests", self.max_concurrent_requests as u64),
+            ("max_requests_per_second", self.max_requests_per_second as u64),
             ("first_scan_pages", self.first_scan_pages as u64),
-            (
-                "max_new_statuses_per_account",
-                self.max_new_statuses_per_account as u64,
-            ),
+            ("max_new_statuses_per_account", self.max_new_statuses_per_account as u64),
         ] {
             if v == 0 {
                 return Err(format!("`{key}`: must be at least 1"));
@@ -237,9 +212,7 @@ impl MastodonConfig {
     pub fn http_settings(&self) -> HttpSettings {
         let timeout = std::time::Duration::from_secs(self.timeout_secs);
         HttpSettings {
-            connect_timeout: (timeout / 3)
-                .max(std::time::Duration::from_secs(1))
-                .min(timeout),
+            connect_timeout: (timeout / 3).max(std::time::Duration::from_secs(1)).min(timeout),
             read_timeout: timeout,
             total_timeout: timeout * 2,
             max_body_bytes: self.max_body_bytes.min(usize::MAX as u64) as usize,
@@ -336,12 +309,7 @@ pub fn hashtag_feeds_public(instance_body: &[u8]) -> Result<Option<bool>, serde_
     let Some(feeds) = v.pointer("/configuration/timelines_access/hashtag_feeds") else {
         return Ok(None);
     };
-    let public = |k: &str| {
-        feeds
-            .get(k)
-            .and_then(|x| x.as_str())
-            .map_or(true, |x| x == "public")
-    };
+    let public = |k: &str| feeds.get(k).and_then(|x| x.as_str()).map_or(true, |x| x == "public");
     Ok(Some(public("local") && public("remote")))
 }
 
@@ -385,40 +353,27 @@ pub fn link_param(link: &str, rel: &str, param: &str) -> Option<String> {
         let target = &part[start + 1..end];
         let is_rel = part[end + 1..].split(';').any(|p| {
             let p = p.trim();
-            p.strip_prefix("rel=")
-                .is_some_and(|v| v.trim_matches('"').split_whitespace().any(|r| r == rel))
+            p.strip_prefix("rel=").is_some_and(|v| v.trim_matches('"').split_whitespace().any(|r| r == rel))
         });
         if is_rel {
             let url = Url::parse(target).ok()?;
-            return url
-                .query_pairs()
-                .find(|(k, _)| k == param)
-                .map(|(_, v)| v.into_owned());
+            return url.query_pairs().find(|(k, _)| k == param).map(|(_, v)| v.into_owned());
         }
     }
     None
 }
 
 /// Parse a JSON array item by item: good items, and a message for each bad one.
-pub fn parse_items<T: serde::de::DeserializeOwned>(
-    body: &[u8],
-    location: &str,
-) -> Result<(Vec<T>, Vec<String>), SourceError> {
-    let values: Vec<serde_json::Value> =
-        serde_json::from_slice(body).map_err(|e| SourceError::Malformed {
-            location: location.to_string(),
-            message: format!("expected a JSON array: {e}"),
-        })?;
+pub fn parse_items<T: serde::de::DeserializeOwned>(body: &[u8], location: &str) -> Result<(Vec<T>, Vec<String>), SourceError> {
+    let values: Vec<serde_json::Value> = serde_json::from_slice(body)
+        .map_err(|e| SourceError::Malformed { location: location.to_string(), message: format!("expected a JSON array: {e}") })?;
     let mut good = vec![];
     let mut bad = vec![];
     for (i, v) in values.into_iter().enumerate() {
         let id = v.get("id").and_then(|x| x.as_str()).map(str::to_string);
         match serde_json::from_value::<T>(v) {
             Ok(t) => good.push(t),
-            Err(e) => bad.push(format!(
-                "{location}: item {i}{}: {e}",
-                id.map(|id| format!(" (id {id})")).unwrap_or_default()
-            )),
+            Err(e) => bad.push(format!("{location}: item {i}{}: {e}", id.map(|id| format!(" (id {id})")).unwrap_or_default())),
         }
     }
     Ok((good, bad))
@@ -478,10 +433,7 @@ pub fn to_post(s: &ApiStatus, author_id: &str, instance: &str) -> Option<Post> {
     if s.reblog.is_some() {
         return None;
     }
-    if matches!(
-        s.visibility.as_deref(),
-        Some("private" | "direct" | "limited")
-    ) {
+    if matches!(s.visibility.as_deref(), Some("private" | "direct" | "limited")) {
         return None;
     }
     let content = html_to_text(&s.content);
@@ -505,25 +457,10 @@ pub fn to_post(s: &ApiStatus, author_id: &str, instance: &str) -> Option<Post> {
         alt_texts: s
             .media_attachments
             .iter()
-            .filter_map(|m| {
-                m.description
-                    .as_deref()
-                    .map(str::trim)
-                    .filter(|d| !d.is_empty())
-                    .map(str::to_string)
-            })
+            .filter_map(|m| m.description.as_deref().map(str::trim).filter(|d| !d.is_empty()).map(str::to_string))
             .collect(),
-        lang_hints: s
-            .language
-            .iter()
-            .filter(|l| !l.is_empty())
-            .cloned()
-            .collect(),
-        url: s
-            .url
-            .clone()
-            .or_else(|| s.uri.clone())
-            .filter(|u| !u.is_empty()),
+        lang_hints: s.language.iter().filter(|l| !l.is_empty()).cloned().collect(),
+        url: s.url.clone().or_else(|| s.uri.clone()).filter(|u| !u.is_empty()),
     })
 }
 
@@ -585,10 +522,7 @@ const CURSOR_VERSION: u32 = 1;
 impl Cursor {
     pub fn parse(text: Option<&str>) -> Result<Cursor, SourceError> {
         let Some(text) = text else {
-            return Ok(Cursor {
-                v: CURSOR_VERSION,
-                ..Default::default()
-            });
+            return Ok(Cursor { v: CURSOR_VERSION, ..Default::default() });
         };
         let c: Cursor = serde_json::from_str(text).map_err(|e| SourceError::BadCursor {
             cursor: text.chars().take(120).collect(),
@@ -627,33 +561,17 @@ enum Stage {
 
 impl MastodonSource {
     pub fn new(name: String, cfg: MastodonConfig, ctx: &BuildContext) -> Self {
-        let http = HttpClient::new(
-            cfg.http_settings(),
-            &ctx.operator_contact,
-            ctx.hosts.clone(),
-        )
-        .map_err(|e| e.to_string());
-        MastodonSource {
-            name,
-            cfg,
-            http,
-            seen_this_pass: HashSet::new(),
-        }
+        let http = HttpClient::new(cfg.http_settings(), &ctx.operator_contact, ctx.hosts.clone()).map_err(|e| e.to_string());
+        MastodonSource { name, cfg, http, seen_this_pass: HashSet::new() }
     }
 
     fn http(&self) -> Result<&HttpClient, SourceError> {
-        self.http
-            .as_ref()
-            .map_err(|e| SourceError::Setup(format!("source `{}`: {e}", self.name)))
+        self.http.as_ref().map_err(|e| SourceError::Setup(format!("source `{}`: {e}", self.name)))
     }
 
     fn base(&self) -> Result<Url, SourceError> {
-        Url::parse(&format!("{}/", self.cfg.instance)).map_err(|e| {
-            SourceError::Setup(format!(
-                "source `{}`: instance `{}`: {e}",
-                self.name, self.cfg.instance
-            ))
-        })
+        Url::parse(&format!("{}/", self.cfg.instance))
+            .map_err(|e| SourceError::Setup(format!("source `{}`: instance `{}`: {e}", self.name, self.cfg.instance)))
     }
 
     fn domain(&self) -> String {
@@ -674,18 +592,12 @@ impl MastodonSource {
         };
         match std::env::var(var) {
             Ok(t) if !t.trim().is_empty() => Ok(Some(t.trim().to_string())),
-            _ => Err(SourceError::Setup(format!(
-                "source `{}`: environment variable {var} (token_env) is not set",
-                self.name
-            ))),
+            _ => Err(SourceError::Setup(format!("source `{}`: environment variable {var} (token_env) is not set", self.name))),
         }
     }
 
     fn endpoint(&self, path: &str, query: &[(&str, String)]) -> Result<Url, SourceError> {
-        let mut url = self
-            .base()?
-            .join(path)
-            .map_err(|e| SourceError::Setup(format!("{path}: {e}")))?;
+        let mut url = self.base()?.join(path).map_err(|e| SourceError::Setup(format!("{path}: {e}")))?;
         if !query.is_empty() {
             let mut q = url.query_pairs_mut();
             for (k, v) in query {
@@ -701,12 +613,7 @@ impl MastodonSource {
 
     /// One discovery step: at most one request (or one batch of handle lookups). Returns the
     /// accounts found and the next position.
-    async fn discover(
-        &self,
-        pass: Pass,
-        cur: &mut Cursor,
-        page: &mut Page,
-    ) -> Result<(Vec<ApiAccount>, Stage), SourceError> {
+    async fn discover(&self, pass: Pass, cur: &mut Cursor, page: &mut Page) -> Result<(Vec<ApiAccount>, Stage), SourceError> {
         let http = self.http()?;
         match pass {
             Pass::Handles { next } => {
@@ -716,15 +623,11 @@ impl MastodonSource {
                 let end = (next + HANDLES_PER_PAGE).min(self.cfg.handles.len());
                 let mut found = vec![];
                 for handle in &self.cfg.handles[next..end] {
-                    let url =
-                        self.endpoint("api/v1/accounts/lookup", &[("acct", handle.clone())])?;
+                    let url = self.endpoint("api/v1/accounts/lookup", &[("acct", handle.clone())])?;
                     match http.get(&url, None).await {
                         Ok(resp) => found.push(resp.json::<ApiAccount>()?),
                         Err(e) if matches!(e.status(), Some(404 | 410)) => {
-                            page.skipped.push(format!(
-                                "{}: handle @{handle} not found on {}",
-                                self.name, self.cfg.instance
-                            ))
+                            page.skipped.push(format!("{}: handle @{handle} not found on {}", self.name, self.cfg.instance))
                         }
                         Err(e) => return Err(e.into()),
                     }
@@ -734,17 +637,9 @@ impl MastodonSource {
             Pass::Search { term, offset } => {
                 let token = self.token()?;
                 let (Some(token), Some(q)) = (token, self.cfg.search_terms.get(term)) else {
-                    return Ok((
-                        vec![],
-                        Stage::At(Pass::Tags {
-                            tag: 0,
-                            requests: 0,
-                        }),
-                    ));
+                    return Ok((vec![], Stage::At(Pass::Tags { tag: 0, requests: 0 })));
                 };
-                let limit = 40u32
-                    .min(self.cfg.search_max_accounts.saturating_sub(offset))
-                    .max(1);
+                let limit = 40u32.min(self.cfg.search_max_accounts.saturating_sub(offset)).max(1);
                 let url = self.endpoint(
                     "api/v2/search",
                     &[
@@ -762,15 +657,9 @@ impl MastodonSource {
                 page.skipped.extend(bad);
                 let next_offset = offset + n;
                 let next = if n < limit || next_offset >= self.cfg.search_max_accounts {
-                    Pass::Search {
-                        term: term + 1,
-                        offset: 0,
-                    }
+                    Pass::Search { term: term + 1, offset: 0 }
                 } else {
-                    Pass::Search {
-                        term,
-                        offset: next_offset,
-                    }
+                    Pass::Search { term, offset: next_offset }
                 };
                 Ok((accounts, Stage::At(next)))
             }
@@ -786,23 +675,13 @@ impl MastodonSource {
                 if let Some(id) = &since {
                     query.push(("min_id", id.clone()));
                 }
-                let url = self.endpoint(
-                    &format!("api/v1/timelines/tag/{}", urlencode_path(name)),
-                    &query,
-                )?;
+                let url = self.endpoint(&format!("api/v1/timelines/tag/{}", urlencode_path(name)), &query)?;
                 let resp = match http.get(&url, None).await {
                     Ok(r) => r,
                     // Not public here (secure mode, feeds for users only): note it, next tag.
                     Err(e) if matches!(e.status(), Some(401 | 403 | 404 | 422)) => {
-                        page.skipped
-                            .push(format!("{}: hashtag #{name} not readable: {e}", self.name));
-                        return Ok((
-                            vec![],
-                            Stage::At(Pass::Tags {
-                                tag: tag + 1,
-                                requests: 0,
-                            }),
-                        ));
+                        page.skipped.push(format!("{}: hashtag #{name} not readable: {e}", self.name));
+                        return Ok((vec![], Stage::At(Pass::Tags { tag: tag + 1, requests: 0 })));
                     }
                     Err(e) => return Err(e.into()),
                 };
@@ -828,17 +707,8 @@ impl MastodonSource {
                 let full = since.is_some()
                     && requests + 1 < self.cfg.hashtag_requests
                     && parse_len(&resp.body) >= self.cfg.statuses_per_request as usize;
-                let next = if full {
-                    Pass::Tags {
-                        tag,
-                        requests: requests + 1,
-                    }
-                } else {
-                    Pass::Tags {
-                        tag: tag + 1,
-                        requests: 0,
-                    }
-                };
+                let next =
+                    if full { Pass::Tags { tag, requests: requests + 1 } } else { Pass::Tags { tag: tag + 1, requests: 0 } };
                 Ok((authors, Stage::At(next)))
             }
             Pass::Directory { offset } => {
@@ -859,10 +729,7 @@ impl MastodonSource {
                     Ok(r) => r,
                     // No public directory on this server: note it, and the pass ends.
                     Err(e) if matches!(e.status(), Some(401 | 403 | 404 | 422)) => {
-                        page.skipped.push(format!(
-                            "{}: profile directory not readable: {e}",
-                            self.name
-                        ));
+                        page.skipped.push(format!("{}: profile directory not readable: {e}", self.name));
                         return Ok((vec![], Stage::Done));
                     }
                     Err(e) => return Err(e.into()),
@@ -870,11 +737,7 @@ impl MastodonSource {
                 let (accounts, bad) = parse_items::<ApiAccount>(&resp.body, &format!("GET {url}"))?;
                 page.skipped.extend(bad);
                 let n = parse_len(&resp.body) as u32;
-                let next = if n < limit {
-                    Stage::Done
-                } else {
-                    Stage::At(Pass::Directory { offset: offset + n })
-                };
+                let next = if n < limit { Stage::Done } else { Stage::At(Pass::Directory { offset: offset + n }) };
                 Ok((accounts, next))
             }
         }
@@ -899,10 +762,7 @@ impl MastodonSource {
                 Ok(false)
             }
             Ok(_) => Ok(true),
-            Err(e) => Err(SourceError::Malformed {
-                location: format!("GET {url}"),
-                message: format!("instance entity: {e}"),
-            }),
+            Err(e) => Err(SourceError::Malformed { location: format!("GET {url}"), message: format!("instance entity: {e}") }),
         }
     }
 
@@ -925,22 +785,13 @@ impl MastodonSource {
             }
         }
         if a.statuses_count == Some(0) {
-            cur.accounts.insert(
-                a.id.clone(),
-                Mark {
-                    last: mark.and_then(|m| m.last),
-                    checked: today,
-                },
-            );
+            cur.accounts.insert(a.id.clone(), Mark { last: mark.and_then(|m| m.last), checked: today });
             return Ok(vec![]);
         }
         let http = self.http()?;
         let limit = self.cfg.statuses_per_request as usize;
         let path = format!("api/v1/accounts/{}/statuses", urlencode_path(&a.id));
-        let base_query = vec![
-            ("limit", limit.to_string()),
-            ("exclude_reblogs", "true".to_string()),
-        ];
+        let base_query = vec![("limit", limit.to_string()), ("exclude_reblogs", "true".to_string())];
         let mut statuses: Vec<ApiStatus> = vec![];
         let mut newest_seen: Option<String> = mark.as_ref().and_then(|m| m.last.clone());
         let mut requests = 0u32;
@@ -958,10 +809,7 @@ impl MastodonSource {
             let resp = match http.get(&url, None).await {
                 Ok(r) => r,
                 Err(e) if matches!(e.status(), Some(403 | 404 | 410)) => {
-                    page.skipped.push(format!(
-                        "{}: statuses of {} unavailable: {e}",
-                        self.name, a.acct
-                    ));
+                    page.skipped.push(format!("{}: statuses of {} unavailable: {e}", self.name, a.acct));
                     return Ok(vec![]);
                 }
                 Err(e) => return Err(e.into()),
@@ -971,8 +819,7 @@ impl MastodonSource {
             let (items, bad) = match parse_items::<ApiStatus>(&resp.body, &location) {
                 Ok(x) => x,
                 Err(e) => {
-                    page.skipped
-                        .push(format!("{}: statuses of {}: {e}", self.name, a.acct));
+                    page.skipped.push(format!("{}: statuses of {}: {e}", self.name, a.acct));
                     return Ok(vec![]);
                 }
             };
@@ -984,10 +831,7 @@ impl MastodonSource {
             let link = resp.header("link").unwrap_or("").to_string();
             let page_newest = newest(items.iter().map(|s| s.id.as_str()));
             if let Some(n) = &page_newest {
-                if newest_seen
-                    .as_deref()
-                    .map_or(true, |s| id_cmp(n, s).is_gt())
-                {
+                if newest_seen.as_deref().map_or(true, |s| id_cmp(n, s).is_gt()) {
                     newest_seen = Some(n.clone());
                 }
             }
@@ -995,10 +839,7 @@ impl MastodonSource {
             if forward.is_some() {
                 // The next block above: the Link header's prev, else the newest id read.
                 let next = link_param(&link, "prev", "min_id").or(page_newest);
-                if count < limit
-                    || statuses.len() >= self.cfg.max_new_statuses_per_account as usize
-                    || next == forward
-                {
+                if count < limit || statuses.len() >= self.cfg.max_new_statuses_per_account as usize || next == forward {
                     break;
                 }
                 forward = next;
@@ -1006,40 +847,23 @@ impl MastodonSource {
                 if requests >= self.cfg.first_scan_pages || count < limit {
                     break;
                 }
-                let oldest = statuses
-                    .iter()
-                    .map(|s| s.id.as_str())
-                    .min_by(|a, b| id_cmp(a, b))
-                    .map(str::to_string);
+                let oldest = statuses.iter().map(|s| s.id.as_str()).min_by(|a, b| id_cmp(a, b)).map(str::to_string);
                 backward = link_param(&link, "next", "max_id").or(oldest);
             }
         }
-        cur.accounts.insert(
-            a.id.clone(),
-            Mark {
-                last: newest_seen,
-                checked: today,
-            },
-        );
+        cur.accounts.insert(a.id.clone(), Mark { last: newest_seen, checked: today });
         let instance = &self.cfg.instance;
-        Ok(statuses
-            .iter()
-            .filter_map(|s| to_post(s, author_id, instance))
-            .collect())
+        Ok(statuses.iter().filter_map(|s| to_post(s, author_id, instance)).collect())
     }
 }
 
 /// Number of items in a JSON array body (0 when it is not one).
 fn parse_len(body: &[u8]) -> usize {
-    serde_json::from_slice::<Vec<serde::de::IgnoredAny>>(body)
-        .map(|v| v.len())
-        .unwrap_or(0)
+    serde_json::from_slice::<Vec<serde::de::IgnoredAny>>(body).map(|v| v.len()).unwrap_or(0)
 }
 
 fn urlencode_path(segment: &str) -> String {
-    url::form_urlencoded::byte_serialize(segment.as_bytes())
-        .collect::<String>()
-        .replace('+', "%20")
+    url::form_urlencoded::byte_serialize(segment.as_bytes()).collect::<String>().replace('+', "%20")
 }
 
 #[async_trait]
@@ -1050,11 +874,7 @@ impl Source for MastodonSource {
 
     async fn next_page(&mut self, cursor: Option<&str>) -> Result<Page, SourceError> {
         let mut cur = Cursor::parse(cursor)?;
-        let waits_before = self
-            .http()?
-            .stats()
-            .rate_limit_waits
-            .load(std::sync::atomic::Ordering::Relaxed);
+        let waits_before = self.http()?.stats().rate_limit_waits.load(std::sync::atomic::Ordering::Relaxed);
         let mut page = Page::default();
         let mut stage = match cur.pass.clone() {
             Some(p) => Stage::At(p),
@@ -1080,16 +900,11 @@ impl Source for MastodonSource {
             }
             let handle = qualified_handle(&a.acct, &domain);
             if let Some(reason) = opt_out_reason(&a, &self.cfg) {
-                page.skipped.push(format!(
-                    "{}: {handle} opted out of indexing ({reason}), skipped",
-                    self.name
-                ));
+                page.skipped.push(format!("{}: {handle} opted out of indexing ({reason}), skipped", self.name));
                 continue;
             }
             let account = to_account(&a, &self.cfg.instance, &domain);
-            let posts = self
-                .read_account(&a, &account.platform_id, &mut cur, &mut page)
-                .await?;
+            let posts = self.read_account(&a, &account.platform_id, &mut cur, &mut page).await?;
             page.posts.extend(posts);
             page.accounts.push(account);
         }
@@ -1101,12 +916,8 @@ impl Source for MastodonSource {
             }
         }
         page.cursor = Some(cur.to_json());
-        page.rate_limit_waits = self
-            .http()?
-            .stats()
-            .rate_limit_waits
-            .load(std::sync::atomic::Ordering::Relaxed)
-            .saturating_sub(waits_before);
+        page.rate_limit_waits =
+            self.http()?.stats().rate_limit_waits.load(std::sync::atomic::Ordering::Relaxed).saturating_sub(waits_before);
         Ok(page)
     }
 }
@@ -1118,14 +929,8 @@ mod tests {
     #[test]
     fn link_header_params() {
         let link = "<http://localhost:3000/api/v1/accounts/1/statuses?limit=5&max_id=117020580489281910>; rel=\"next\", <http://localhost:3000/api/v1/accounts/1/statuses?limit=5&min_id=117020580518794573>; rel=\"prev\"";
-        assert_eq!(
-            link_param(link, "next", "max_id").as_deref(),
-            Some("117020580489281910")
-        );
-        assert_eq!(
-            link_param(link, "prev", "min_id").as_deref(),
-            Some("117020580518794573")
-        );
+        assert_eq!(link_param(link, "next", "max_id").as_deref(), Some("117020580489281910"));
+        assert_eq!(link_param(link, "prev", "min_id").as_deref(), Some("117020580518794573"));
         assert_eq!(link_param(link, "prev", "max_id"), None);
         assert_eq!(link_param("", "prev", "min_id"), None);
         assert_eq!(link_param("garbage>; <", "prev", "min_id"), None);
@@ -1142,23 +947,11 @@ mod tests {
     fn cursor_round_trips_and_rejects_garbage() {
         let mut c = Cursor::parse(None).unwrap();
         c.pass = Some(Pass::Directory { offset: 80 });
-        c.accounts.insert(
-            "1".into(),
-            Mark {
-                last: Some("9".into()),
-                checked: NaiveDate::from_ymd_opt(2026, 12, 1).unwrap(),
-            },
-        );
+        c.accounts.insert("1".into(), Mark { last: Some("9".into()), checked: NaiveDate::from_ymd_opt(2026, 12, 1).unwrap() });
         let text = c.to_json();
         assert_eq!(Cursor::parse(Some(&text)).unwrap(), c);
-        assert!(matches!(
-            Cursor::parse(Some("p42")),
-            Err(SourceError::BadCursor { .. })
-        ));
-        assert!(matches!(
-            Cursor::parse(Some("{\"v\":99}")),
-            Err(SourceError::BadCursor { .. })
-        ));
+        assert!(matches!(Cursor::parse(Some("p42")), Err(SourceError::BadCursor { .. })));
+        assert!(matches!(Cursor::parse(Some("{\"v\":99}")), Err(SourceError::BadCursor { .. })));
     }
 
     fn cfg(extra: &str) -> Result<MastodonConfig, String> {
@@ -1170,27 +963,16 @@ mod tests {
 
     #[test]
     fn config_is_normalised_and_checked() {
-        let c = cfg("hashtags = [\"#police\"]\nhandles = [\"@pc_sam@force.example\", \"local\"]")
-            .unwrap();
+        let c = cfg("hashtags = [\"#police\"]\nhandles = [\"@pc_sam@force.example\", \"local\"]").unwrap();
         assert_eq!(c.instance, "https://mastodon.example");
         assert_eq!(c.hashtags, ["police"]);
         assert_eq!(c.handles, ["pc_sam@force.example", "local"]);
         assert!(c.skip_noindex && c.skip_not_indexable && c.directory);
-        assert!(cfg("search_terms = [\"police\"]")
-            .unwrap_err()
-            .contains("`search_terms`"));
-        assert!(cfg("token_env = \"abc-123!\"")
-            .unwrap_err()
-            .contains("`token_env`"));
-        assert!(cfg("statuses_per_request = 80")
-            .unwrap_err()
-            .contains("`statuses_per_request`"));
-        assert!(cfg("handles = [\"a@b@c\"]")
-            .unwrap_err()
-            .contains("`handles`"));
-        assert!(cfg("hashtags = [\"two words\"]")
-            .unwrap_err()
-            .contains("`hashtags`"));
+        assert!(cfg("search_terms = [\"police\"]").unwrap_err().contains("`search_terms`"));
+        assert!(cfg("token_env = \"abc-123!\"").unwrap_err().contains("`token_env`"));
+        assert!(cfg("statuses_per_request = 80").unwrap_err().contains("`statuses_per_request`"));
+        assert!(cfg("handles = [\"a@b@c\"]").unwrap_err().contains("`handles`"));
+        assert!(cfg("hashtags = [\"two words\"]").unwrap_err().contains("`hashtags`"));
         assert!(cfg("directry = false").unwrap_err().contains("directry"));
         let mut bad: MastodonConfig = toml::from_str("instance = \"ftp://x\"").unwrap();
         assert!(bad.validate().unwrap_err().contains("`instance`"));

@@ -38,10 +38,7 @@ pub struct Page {
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     #[error("{path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    Io { path: String, source: std::io::Error },
     #[error("{location}: {message}")]
     Malformed { location: String, message: String },
     #[error("stored cursor `{cursor}` is not valid for this source: {message}")]
@@ -73,26 +70,15 @@ pub struct BuildContext {
 
 impl BuildContext {
     pub fn new(operator_contact: &str) -> Self {
-        BuildContext {
-            operator_contact: operator_contact.to_string(),
-            hosts: http::HostRegistry::new(),
-        }
+        BuildContext { operator_contact: operator_contact.to_string(), hosts: http::HostRegistry::new() }
     }
 }
 
 /// Build the running source for a configured entry.
 pub fn build(entry: &SourceEntry, ctx: &BuildContext) -> Box<dyn Source> {
     match &entry.kind {
-        SourceConfig::Replay(cfg) => {
-            Box::new(replay::ReplaySource::new(entry.name.clone(), cfg.clone()))
-        }
-        SourceConfig::Mastodon(cfg) => Box::new(mastodon::MastodonSource::new(
-            entry.name.clone(),
-            cfg.clone(),
-            ctx,
-        )),
-        SourceConfig::Rss(cfg) => {
-            Box::new(rss::RssSource::new(entry.name.clone(), cfg.clone(), ctx))
-        }
+        SourceConfig::Replay(cfg) => Box::new(replay::ReplaySource::new(entry.name.clone(), cfg.clone())),
+        SourceConfig::Mastodon(cfg) => Box::new(mastodon::MastodonSource::new(entry.name.clone(), cfg.clone(), ctx)),
+        SourceConfig::Rss(cfg) => Box::new(rss::RssSource::new(entry.name.clone(), cfg.clone(), ctx)),
     }
 }

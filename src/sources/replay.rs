@@ -88,11 +88,8 @@ impl CorpusPost {
 pub fn read_accounts(path: &Path) -> Result<HashMap<String, Account>, SourceError> {
     let mut out = HashMap::new();
     for_each_line(path, |lineno, line| {
-        let acc: CorpusAccount =
-            serde_json::from_str(line).map_err(|e| SourceError::Malformed {
-                location: format!("{}:{lineno}", path.display()),
-                message: e.to_string(),
-            })?;
+        let acc: CorpusAccount = serde_json::from_str(line)
+            .map_err(|e| SourceError::Malformed { location: format!("{}:{lineno}", path.display()), message: e.to_string() })?;
         out.insert(acc.id.clone(), acc.into_account());
         Ok(true)
     })?;
@@ -100,14 +97,8 @@ pub fn read_accounts(path: &Path) -> Result<HashMap<String, Account>, SourceErro
 }
 
 /// Call `f(line_number, line)` for each non-blank line until it returns `Ok(false)`.
-pub fn for_each_line(
-    path: &Path,
-    mut f: impl FnMut(usize, &str) -> Result<bool, SourceError>,
-) -> Result<(), SourceError> {
-    let io_err = |e| SourceError::Io {
-        path: path.display().to_string(),
-        source: e,
-    };
+pub fn for_each_line(path: &Path, mut f: impl FnMut(usize, &str) -> Result<bool, SourceError>) -> Result<(), SourceError> {
+    let io_err = |e| SourceError::Io { path: path.display().to_string(), source: e };
     let file = std::fs::File::open(path).map_err(io_err)?;
     for (i, line) in BufReader::new(file).lines().enumerate() {
         let line = line.map_err(io_err)?;
@@ -129,11 +120,7 @@ pub struct ReplaySource {
 
 impl ReplaySource {
     pub fn new(name: String, cfg: ReplayConfig) -> Self {
-        ReplaySource {
-            name,
-            cfg,
-            accounts: None,
-        }
+        ReplaySource { name, cfg, accounts: None }
     }
 
     fn read_page(&self, cursor: Option<&str>) -> Result<Page, SourceError> {
@@ -172,12 +159,7 @@ impl ReplaySource {
                 }
             }
             if !accounts.contains_key(&post.account_id) {
-                page.skipped.push(format!(
-                    "{}: post {} has unknown account_id {}",
-                    location(),
-                    post.id,
-                    post.account_id
-                ));
+                page.skipped.push(format!("{}: post {} has unknown account_id {}", location(), post.id, post.account_id));
                 page.cursor = Some(post.id);
                 return Ok(true);
             }
@@ -257,28 +239,10 @@ mod tests {
     #[tokio::test]
     async fn pages_end_at_author_boundaries_and_resume_from_cursor() {
         let dir = tempfile::tempdir().unwrap();
-        write_corpus(
-            dir.path(),
-            &[
-                ("p1", "a1"),
-                ("p2", "a1"),
-                ("p3", "a1"),
-                ("p4", "a2"),
-                ("p5", "a2"),
-            ],
-        );
-        let mut src = ReplaySource::new(
-            "r".into(),
-            ReplayConfig {
-                dir: dir.path().into(),
-                page_size: 2,
-            },
-        );
+        write_corpus(dir.path(), &[("p1", "a1"), ("p2", "a1"), ("p3", "a1"), ("p4", "a2"), ("p5", "a2")]);
+        let mut src = ReplaySource::new("r".into(), ReplayConfig { dir: dir.path().into(), page_size: 2 });
         let pages = all_pages(&mut src).await;
-        let ids: Vec<Vec<&str>> = pages
-            .iter()
-            .map(|p| p.posts.iter().map(|p| p.platform_id.as_str()).collect())
-            .collect();
+        let ids: Vec<Vec<&str>> = pages.iter().map(|p| p.posts.iter().map(|p| p.platform_id.as_str()).collect()).collect();
         assert_eq!(ids, vec![vec!["p1", "p2", "p3"], vec!["p4", "p5"]]);
         assert_eq!(pages[0].accounts.len(), 1);
         assert_eq!(pages[1].cursor.as_deref(), Some("p5"));
@@ -286,10 +250,7 @@ mod tests {
         let tail = src.next_page(Some("p5")).await.unwrap();
         assert!(tail.posts.is_empty() && tail.done);
         // A cursor the file does not contain is an error, not a silent re-read.
-        assert!(matches!(
-            src.next_page(Some("p9")).await,
-            Err(SourceError::BadCursor { .. })
-        ));
+        assert!(matches!(src.next_page(Some("p9")).await, Err(SourceError::BadCursor { .. })));
     }
 
     #[tokio::test]
@@ -299,13 +260,7 @@ mod tests {
         let mut posts = std::fs::read_to_string(dir.path().join("posts.jsonl")).unwrap();
         posts.push_str("{not json\n");
         std::fs::write(dir.path().join("posts.jsonl"), posts).unwrap();
-        let mut src = ReplaySource::new(
-            "r".into(),
-            ReplayConfig {
-                dir: dir.path().into(),
-                page_size: 10,
-            },
-        );
+        let mut src = ReplaySource::new("r".into(), ReplayConfig { dir: dir.path().into(), page_size: 10 });
         let page = src.next_page(None).await.unwrap();
         assert_eq!(page.posts.len(), 1);
         assert_eq!(page.skipped.len(), 2, "{:?}", page.skipped);

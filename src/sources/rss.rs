@@ -71,8 +71,7 @@ impl RssConfig {
         }
         let mut seen = HashSet::new();
         for feed in &mut self.feeds {
-            let url = Url::parse(feed.trim())
-                .map_err(|e| format!("`feeds`: `{feed}` is not a URL: {e}"))?;
+            let url = Url::parse(feed.trim()).map_err(|e| format!("`feeds`: `{feed}` is not a URL: {e}"))?;
             if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
                 return Err(format!("`feeds`: `{feed}` must be an http(s) URL"));
             }
@@ -84,10 +83,7 @@ impl RssConfig {
         for (key, v) in [
             ("timeout_secs", self.timeout_secs),
             ("max_body_bytes", self.max_body_bytes),
-            (
-                "max_requests_per_second",
-                self.max_requests_per_second as u64,
-            ),
+            ("max_requests_per_second", self.max_requests_per_second as u64),
         ] {
             if v == 0 {
                 return Err(format!("`{key}`: must be at least 1"));
@@ -99,9 +95,7 @@ impl RssConfig {
     pub fn http_settings(&self) -> HttpSettings {
         let timeout = std::time::Duration::from_secs(self.timeout_secs);
         HttpSettings {
-            connect_timeout: (timeout / 3)
-                .max(std::time::Duration::from_secs(1))
-                .min(timeout),
+            connect_timeout: (timeout / 3).max(std::time::Duration::from_secs(1)).min(timeout),
             read_timeout: timeout,
             total_timeout: timeout * 2,
             max_body_bytes: self.max_body_bytes.min(usize::MAX as u64) as usize,
@@ -142,22 +136,12 @@ const CURSOR_VERSION: u32 = 1;
 impl Cursor {
     pub fn parse(text: Option<&str>) -> Result<Cursor, SourceError> {
         let Some(text) = text else {
-            return Ok(Cursor {
-                v: CURSOR_VERSION,
-                ..Default::default()
-            });
+            return Ok(Cursor { v: CURSOR_VERSION, ..Default::default() });
         };
-        let bad = |message: String| SourceError::BadCursor {
-            cursor: text.chars().take(120).collect(),
-            message,
-        };
-        let c: Cursor =
-            serde_json::from_str(text).map_err(|e| bad(format!("not an RSS cursor: {e}")))?;
+        let bad = |message: String| SourceError::BadCursor { cursor: text.chars().take(120).collect(), message };
+        let c: Cursor = serde_json::from_str(text).map_err(|e| bad(format!("not an RSS cursor: {e}")))?;
         if c.v != CURSOR_VERSION {
-            return Err(bad(format!(
-                "cursor version {} (this build reads {CURSOR_VERSION})",
-                c.v
-            )));
+            return Err(bad(format!("cursor version {} (this build reads {CURSOR_VERSION})", c.v)));
         }
         Ok(c)
     }
@@ -169,24 +153,14 @@ impl Cursor {
 
 /// A parsed feed as the pipeline sees it: its account and every entry as a post.
 pub fn parse_feed(feed_url: &str, body: &[u8]) -> Result<(Account, Vec<Post>), SourceError> {
-    let parser = feed_rs::parser::Builder::new()
-        .base_uri(Some(feed_url))
-        .build();
+    let parser = feed_rs::parser::Builder::new().base_uri(Some(feed_url)).build();
     let feed = parser.parse(body).map_err(|e| SourceError::Malformed {
         location: format!("GET {feed_url}"),
         message: format!("not an RSS, Atom or JSON feed: {e}"),
     })?;
-    let text_of = |t: &Option<feed_rs::model::Text>| {
-        t.as_ref()
-            .map(|t| html_to_text(&t.content))
-            .unwrap_or_default()
-    };
+    let text_of = |t: &Option<feed_rs::model::Text>| t.as_ref().map(|t| html_to_text(&t.content)).unwrap_or_default();
     let title = text_of(&feed.title);
-    let site = feed
-        .links
-        .iter()
-        .find(|l| l.rel.as_deref().map_or(true, |r| r == "alternate"))
-        .map(|l| l.href.clone());
+    let site = feed.links.iter().find(|l| l.rel.as_deref().map_or(true, |r| r == "alternate")).map(|l| l.href.clone());
     let account = Account {
         platform: PLATFORM.to_string(),
         platform_id: feed_url.to_string(),
@@ -230,17 +204,8 @@ pub fn parse_feed(feed_url: &str, body: &[u8]) -> Result<(Account, Vec<Post>), S
                 created_at: e.published.or(e.updated).unwrap_or(now),
                 text,
                 alt_texts,
-                lang_hints: e
-                    .language
-                    .iter()
-                    .chain(feed.language.iter())
-                    .cloned()
-                    .collect(),
-                url: e
-                    .links
-                    .iter()
-                    .find(|l| l.rel.as_deref().map_or(true, |r| r == "alternate"))
-                    .map(|l| l.href.clone()),
+                lang_hints: e.language.iter().chain(feed.language.iter()).cloned().collect(),
+                url: e.links.iter().find(|l| l.rel.as_deref().map_or(true, |r| r == "alternate")).map(|l| l.href.clone()),
             }
         })
         .collect();
@@ -255,27 +220,14 @@ pub struct RssSource {
 
 impl RssSource {
     pub fn new(name: String, cfg: RssConfig, ctx: &BuildContext) -> Self {
-        let http = HttpClient::new(
-            cfg.http_settings(),
-            &ctx.operator_contact,
-            ctx.hosts.clone(),
-        )
-        .map_err(|e| e.to_string());
+        let http = HttpClient::new(cfg.http_settings(), &ctx.operator_contact, ctx.hosts.clone()).map_err(|e| e.to_string());
         RssSource { name, cfg, http }
     }
 
     /// Fetch and parse one feed; `Ok(None)` when it has not changed (304).
-    async fn fetch(
-        &self,
-        feed_url: &str,
-        state: &FeedState,
-    ) -> Result<Option<(Account, Vec<Post>, FeedState)>, SourceError> {
-        let http = self
-            .http
-            .as_ref()
-            .map_err(|e| SourceError::Setup(format!("source `{}`: {e}", self.name)))?;
-        let url =
-            Url::parse(feed_url).map_err(|e| SourceError::Setup(format!("{feed_url}: {e}")))?;
+    async fn fetch(&self, feed_url: &str, state: &FeedState) -> Result<Option<(Account, Vec<Post>, FeedState)>, SourceError> {
+        let http = self.http.as_ref().map_err(|e| SourceError::Setup(format!("source `{}`: {e}", self.name)))?;
+        let url = Url::parse(feed_url).map_err(|e| SourceError::Setup(format!("{feed_url}: {e}")))?;
         let mut headers: Vec<(HeaderName, String)> = vec![(
             ACCEPT,
             "application/atom+xml, application/rss+xml, application/feed+json, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.5"
@@ -309,15 +261,8 @@ impl Source for RssSource {
 
     async fn next_page(&mut self, cursor: Option<&str>) -> Result<Page, SourceError> {
         let mut cur = Cursor::parse(cursor)?;
-        let waits_before = self
-            .http
-            .as_ref()
-            .map(|h| {
-                h.stats()
-                    .rate_limit_waits
-                    .load(std::sync::atomic::Ordering::Relaxed)
-            })
-            .unwrap_or(0);
+        let waits_before =
+            self.http.as_ref().map(|h| h.stats().rate_limit_waits.load(std::sync::atomic::Ordering::Relaxed)).unwrap_or(0);
         if cur.next >= self.cfg.feeds.len() {
             cur.next = 0; // the last pass finished, or the feed list shrank
         }
@@ -328,10 +273,7 @@ impl Source for RssSource {
             Ok(None) => {}
             Ok(Some((account, posts, mut next_state))) => {
                 let seen: HashSet<&str> = state.seen.iter().map(String::as_str).collect();
-                let fresh: Vec<Post> = posts
-                    .into_iter()
-                    .filter(|p| !seen.contains(p.platform_id.as_str()))
-                    .collect();
+                let fresh: Vec<Post> = posts.into_iter().filter(|p| !seen.contains(p.platform_id.as_str())).collect();
                 let mut ids: Vec<String> = fresh.iter().map(|p| p.platform_id.clone()).collect();
                 ids.extend(state.seen.iter().cloned());
                 ids.truncate(MAX_SEEN);
@@ -340,9 +282,7 @@ impl Source for RssSource {
                 page.posts = fresh;
                 page.accounts.push(account);
             }
-            Err(e) => page
-                .skipped
-                .push(format!("{}: feed {feed_url}: {e}", self.name)),
+            Err(e) => page.skipped.push(format!("{}: feed {feed_url}: {e}", self.name)),
         }
         // Forget feeds no longer configured.
         cur.feeds.retain(|k, _| self.cfg.feeds.contains(k));
@@ -355,11 +295,7 @@ impl Source for RssSource {
         page.rate_limit_waits = self
             .http
             .as_ref()
-            .map(|h| {
-                h.stats()
-                    .rate_limit_waits
-                    .load(std::sync::atomic::Ordering::Relaxed)
-            })
+            .map(|h| h.stats().rate_limit_waits.load(std::sync::atomic::Ordering::Relaxed))
             .unwrap_or(0)
             .saturating_sub(waits_before);
         Ok(page)
@@ -372,15 +308,13 @@ mod tests {
 
     #[test]
     fn config_checks_urls() {
-        let mut c: RssConfig =
-            toml::from_str("feeds = [\"https://blog.example/feed.xml\"]").unwrap();
+        let mut c: RssConfig = toml::from_str("feeds = [\"https://blog.example/feed.xml\"]").unwrap();
         c.validate().unwrap();
         let mut c: RssConfig = toml::from_str("feeds = [\"ftp://x/feed\"]").unwrap();
         assert!(c.validate().unwrap_err().contains("`feeds`"));
         let mut c: RssConfig = toml::from_str("feeds = []").unwrap();
         assert!(c.validate().unwrap_err().contains("`feeds`"));
-        let mut c: RssConfig =
-            toml::from_str("feeds = [\"https://a.example/f\", \"https://a.example/f\"]").unwrap();
+        let mut c: RssConfig = toml::from_str("feeds = [\"https://a.example/f\", \"https://a.example/f\"]").unwrap();
         assert!(c.validate().unwrap_err().contains("twice"));
     }
 
@@ -390,16 +324,9 @@ mod tests {
         c.next = 1;
         c.feeds.insert(
             "https://a.example/f".into(),
-            FeedState {
-                etag: Some("\"x\"".into()),
-                last_modified: None,
-                seen: vec!["i".into()],
-            },
+            FeedState { etag: Some("\"x\"".into()), last_modified: None, seen: vec!["i".into()] },
         );
         assert_eq!(Cursor::parse(Some(&c.to_json())).unwrap(), c);
-        assert!(matches!(
-            Cursor::parse(Some("[]")),
-            Err(SourceError::BadCursor { .. })
-        ));
+        assert!(matches!(Cursor::parse(Some("[]")), Err(SourceError::BadCursor { .. })));
     }
 }

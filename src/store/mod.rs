@@ -157,11 +157,7 @@ impl Store {
         Ok(None)
     }
     /// Accumulated post signals for accounts of a source, by platform id.
-    pub async fn post_signals(
-        &self,
-        _platform: &str,
-        _platform_id: &str,
-    ) -> Result<Option<PostSignals>> {
+    pub async fn post_signals(&self, _platform: &str, _platform_id: &str) -> Result<Option<PostSignals>> {
         Ok(None)
     }
     /// Commit one page atomically; returns how many hits were new (duplicates are ignored).
@@ -185,13 +181,7 @@ impl Store {
         Err(StoreError::HitNotFound(id))
     }
     /// Record a review decision (append-only log) and set the hit's status.
-    pub async fn review_hit(
-        &self,
-        _id: i64,
-        _status: ReviewStatus,
-        _note: &str,
-        _reviewer: &str,
-    ) -> Result<()> {
+    pub async fn review_hit(&self, _id: i64, _status: ReviewStatus, _note: &str, _reviewer: &str) -> Result<()> {
         Ok(())
     }
     /// Every hit not yet in a sent digest, ordered by force, account handle, post time.
@@ -205,13 +195,7 @@ impl Store {
     }
     /// Before handing a message to the transport: record it as pending with the hits it carries
     /// (so a crash between send and mark is visible, never silent). Returns the digest id.
-    pub async fn begin_digest(
-        &self,
-        _route: &str,
-        _recipients: &[String],
-        _message_id: &str,
-        _hit_ids: &[i64],
-    ) -> Result<i64> {
+    pub async fn begin_digest(&self, _route: &str, _recipients: &[String], _message_id: &str, _hit_ids: &[i64]) -> Result<i64> {
         Ok(0)
     }
     /// The transport accepted digest `id`: mark it sent and its hits as sent, in one transaction.
@@ -224,19 +208,10 @@ impl Store {
     }
     /// Apply retention: delete hits older than `retention.days`, and the post text and evidence
     /// of hits dismissed more than `retention.dismissed_days` ago. Returns rows affected.
-    pub async fn purge_expired(
-        &self,
-        _retention: &crate::config::Retention,
-        _now: DateTime<Utc>,
-    ) -> Result<u64> {
+    pub async fn purge_expired(&self, _retention: &crate::config::Retention, _now: DateTime<Utc>) -> Result<u64> {
         Ok(0)
     }
     pub async fn status(&self) -> Result<StatusReport> {
-        Ok(StatusReport {
-            runs: vec![],
-            sources: vec![],
-            unsent_hits: 0,
-            database_bytes: 0,
-        })
+        Ok(StatusReport { runs: vec![], sources: vec![], unsent_hits: 0, database_bytes: 0 })
     }
 }

@@ -10,9 +10,7 @@ pub fn repo() -> PathBuf {
 }
 
 fn required() -> bool {
-    std::env::var("REQUIRE_PEERS")
-        .map(|v| v == "1")
-        .unwrap_or(false)
+    std::env::var("REQUIRE_PEERS").map(|v| v == "1").unwrap_or(false)
 }
 
 /// `../shared/<rel>` if it exists; otherwise prints a visible skip line and returns `None`,
@@ -22,11 +20,7 @@ pub fn shared(rel: &str) -> Option<PathBuf> {
     if p.exists() {
         return Some(p);
     }
-    assert!(
-        !required(),
-        "REQUIRE_PEERS=1 but {} does not exist",
-        p.display()
-    );
+    assert!(!required(), "REQUIRE_PEERS=1 but {} does not exist", p.display());
     eprintln!("skipped: ../shared not found ({})", p.display());
     println!("skipped: ../shared not found ({})", p.display());
     None
@@ -37,10 +31,7 @@ pub fn peer(var: &str) -> Option<String> {
     match std::env::var(var) {
         Ok(v) if !v.is_empty() => Some(v),
         _ => {
-            assert!(
-                !required(),
-                "REQUIRE_PEERS=1 but {var} is not set: start the peer (see .ci/run)"
-            );
+            assert!(!required(), "REQUIRE_PEERS=1 but {var} is not set: start the peer (see .ci/run)");
             eprintln!("skipped: {var} not set (start the peer from ../shared/peers, see .ci/run)");
             println!("skipped: {var} not set");
             None
@@ -90,15 +81,9 @@ default = ["psd-triage@example.invalid"]
 /// Every `.eml` file in a directory, read as text, sorted by file name.
 pub fn emls(dir: &Path) -> Vec<String> {
     let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
-        Ok(rd) => rd
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|e| e == "eml"))
-            .collect(),
+        Ok(rd) => rd.map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "eml")).collect(),
         Err(_) => vec![],
     };
     files.sort();
-    files
-        .iter()
-        .map(|p| std::fs::read_to_string(p).unwrap())
-        .collect()
+    files.iter().map(|p| std::fs::read_to_string(p).unwrap()).collect()
 }
