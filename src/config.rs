@@ -44,12 +44,18 @@ pub struct SourceEntry {
 #[derive(Debug, Clone)]
 pub enum SourceConfig {
     Replay(crate::sources::replay::ReplayConfig),
+    /// One Mastodon instance.
+    Mastodon(crate::sources::mastodon::MastodonConfig),
+    /// RSS / Atom / JSON feeds, each feed one account.
+    Rss(crate::sources::rss::RssConfig),
 }
 
 impl SourceConfig {
     pub fn kind_name(&self) -> &'static str {
         match self {
             SourceConfig::Replay(_) => "replay",
+            SourceConfig::Mastodon(_) => "mastodon",
+            SourceConfig::Rss(_) => "rss",
         }
     }
 }
@@ -552,7 +558,7 @@ enum KindError {
 }
 
 /// Every source kind this build knows, for messages.
-pub const KNOWN_KINDS: &[&str] = &["replay"];
+pub const KNOWN_KINDS: &[&str] = &["replay", "mastodon", "rss"];
 
 fn parse_source_kind(kind: &str, settings: toml::Table, resolve: &dyn Fn(PathBuf) -> PathBuf) -> Result<SourceConfig, KindError> {
     use serde::de::Deserialize as _;
@@ -562,6 +568,17 @@ fn parse_source_kind(kind: &str, settings: toml::Table, resolve: &dyn Fn(PathBuf
             let mut cfg = crate::sources::replay::ReplayConfig::deserialize(value).map_err(KindError::Settings)?;
             cfg.dir = resolve(cfg.dir);
             Ok(SourceConfig::Replay(cfg))
+        }
+        "mastodon" => {
+            let mut cfg = crate::sources::mastodon::MastodonConfig::deserialize(value).map_err(KindError::Settings)?;
+            // Semantic checks name their key in backticks, so the error gets its key and line.
+            cfg.validate().map_err(|m| KindError::Settings(<toml::de::Error as serde::de::Error>::custom(m)))?;
+            Ok(SourceConfig::Mastodon(cfg))
+        }
+        "rss" => {
+            let mut cfg = crate::sources::rss::RssConfig::deserialize(value).map_err(KindError::Settings)?;
+            cfg.validate().map_err(|m| KindError::Settings(<toml::de::Error as serde::de::Error>::custom(m)))?;
+            Ok(SourceConfig::Rss(cfg))
         }
         _ => Err(KindError::Unknown),
     }
@@ -597,7 +614,7 @@ default = ["psd-triage@example.police.uk"]
         let cfg = load(GOOD).unwrap();
         assert_eq!(cfg.database, Path::new("/etc/em/state/monitor.db"));
         assert_eq!(cfg.patterns, Path::new("/etc/em/patterns"));
-        let SourceConfig::Replay(r) = &cfg.sources[0].kind;
+        let SourceConfig::Replay(r) = &cfg.sources[0].kind else { panic!("replay expected") };
         assert_eq!(r.dir, Path::new("/etc/em/../demo"));
         assert!(cfg.sources[0].enabled);
         match &cfg.mail.transport {

@@ -45,8 +45,9 @@ pub async fn run(
 ) -> Result<ScanReport, StoreError> {
     let run_id = store.begin_run().await?;
     let mut report = ScanReport { run_id, summaries: vec![] };
+    let ctx = sources::BuildContext::new(&config.operator_contact);
     for entry in config.enabled_sources() {
-        let mut source = sources::build(entry);
+        let mut source = sources::build(entry, &ctx);
         let summary = scan_source(entry, source.as_mut(), store, detector, progress).await?;
         store.record_source(run_id, &summary).await?;
         report.summaries.push(summary);

@@ -6,7 +6,10 @@
 //! classify or store. A new platform is one new file here and one new variant of
 //! [`crate::config::SourceConfig`].
 
+pub mod http;
+pub mod mastodon;
 pub mod replay;
+pub mod rss;
 
 use async_trait::async_trait;
 
@@ -26,6 +29,9 @@ pub struct Page {
     pub cursor: Option<String>,
     /// `true` when the source has nothing more after this page.
     pub done: bool,
+    /// Times the source had to wait for a platform rate limit while reading this page (a 429,
+    /// or a budget used up before its reset). Ordinary pacing is not counted.
+    pub rate_limit_waits: u64,
 }
 
 /// A source failed; the scan reports it and carries on with the other sources.
@@ -37,6 +43,12 @@ pub enum SourceError {
     Malformed { location: String, message: String },
     #[error("stored cursor `{cursor}` is not valid for this source: {message}")]
     BadCursor { cursor: String, message: String },
+    /// A request failed for good (after the HTTP layer's retries, or a 4xx).
+    #[error("{0}")]
+    Http(#[from] http::HttpError),
+    /// The source's settings cannot work (e.g. a token variable that is not set).
+    #[error("{0}")]
+    Setup(String),
 }
 
 /// A paged, resumable reader of one configured source.
@@ -48,9 +60,25 @@ pub trait Source: Send {
     async fn next_page(&mut self, cursor: Option<&str>) -> Result<Page, SourceError>;
 }
 
+/// What every source of one scan shares: the operator's contact (for the User-Agent) and the
+/// per-host HTTP state, so that limits hold across sources that read the same host.
+#[derive(Debug, Clone)]
+pub struct BuildContext {
+    pub operator_contact: String,
+    pub hosts: std::sync::Arc<http::HostRegistry>,
+}
+
+impl BuildContext {
+    pub fn new(operator_contact: &str) -> Self {
+        BuildContext { operator_contact: operator_contact.to_string(), hosts: http::HostRegistry::new() }
+    }
+}
+
 /// Build the running source for a configured entry.
-pub fn build(entry: &SourceEntry) -> Box<dyn Source> {
+pub fn build(entry: &SourceEntry, ctx: &BuildContext) -> Box<dyn Source> {
     match &entry.kind {
         SourceConfig::Replay(cfg) => Box::new(replay::ReplaySource::new(entry.name.clone(), cfg.clone())),
+        SourceConfig::Mastodon(cfg) => Box::new(mastodon::MastodonSource::new(entry.name.clone(), cfg.clone(), ctx)),
+        SourceConfig::Rss(cfg) => Box::new(rss::RssSource::new(entry.name.clone(), cfg.clone(), ctx)),
     }
 }
