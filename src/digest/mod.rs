@@ -605,6 +605,50 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn each_message_with_hits_carries_its_own_routes_chart_inline() {
+        let cfg = config(true);
+        let kent = hit(1, Some("Kent Police"), "raid at Elmtree Close");
+        let tvp = hit(2, Some("Thames Valley Police"), "raid at Cowley Road");
+        let mut history = chart::History::new(now());
+        let today = now().date_naive();
+        for _ in 0..3 {
+            history.add("Kent Police", today, &[crate::model::Category::Operational]);
+        }
+        history.add("Thames Valley Police", today, &[crate::model::Category::Political]);
+        let plans = plan_with_history(&cfg, &[kent, tvp], &[], &Coverage::default(), &history, now()).unwrap().messages;
+        let by_route: BTreeMap<&str, &PlannedDigest> = plans.iter().map(|p| (p.route.as_str(), p)).collect();
+        let k = by_route["Kent Police"];
+        assert!(k.rendered.chart_png.is_some());
+        assert!(k.rendered.html.contains(&format!("src=\"cid:{}\"", chart::CONTENT_ID)), "{}", k.rendered.html);
+        assert!(k.rendered.text.contains("Hits per category,"), "{}", k.rendered.text);
+        // Kent's chart has Kent's figures only.
+        assert!(k.rendered.text.contains("operational") && !k.rendered.text.contains("political"), "{}", k.rendered.text);
+        assert!(by_route["Thames Valley Police"].rendered.text.contains("political"));
+        // A "nothing found" message stays short: no chart.
+        let empty = by_route[DEFAULT_ROUTE];
+        assert!(empty.hit_ids.is_empty() && empty.rendered.chart_png.is_none());
+        assert!(!empty.rendered.html.contains("cid:") && !empty.rendered.text.contains("Hits per category"));
+
+        use mail_parser::MimeHeaders;
+        let raw = build_message(&cfg.mail.from, k).unwrap().formatted();
+        let parsed = mail_parser::MessageParser::default().parse(&raw[..]).unwrap();
+        assert!(parsed.body_html(0).unwrap().contains("cid:chart.digest@exposure-monitor"));
+        assert!(parsed.body_text(0).unwrap().contains("Hits per category,"));
+        let image = parsed
+            .parts
+            .iter()
+            .find(|p| p.content_id() == Some(chart::CONTENT_ID))
+            .expect("an image part with the chart's Content-ID");
+        assert_eq!(image.content_type().map(|c| (c.ctype(), c.subtype())), Some(("image", Some("png"))));
+        assert_eq!(image.contents(), &k.rendered.chart_png.clone().unwrap()[..]);
+        let lower = String::from_utf8_lossy(&raw).to_ascii_lowercase();
+        assert!(lower.contains("multipart/related"), "the image is related to the HTML part");
+        // Without a chart the message stays a plain alternative.
+        let raw = String::from_utf8(build_message(&cfg.mail.from, empty).unwrap().formatted()).unwrap();
+        assert!(!raw.to_ascii_lowercase().contains("multipart/related"));
+    }
+
+    #[test]
     fn bad_recipient_is_an_error_naming_it() {
         let cfg = config(true);
         let mut plans = plan(&cfg, &[], &[], &Coverage::default(), now()).unwrap().messages;
