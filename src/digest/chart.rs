@@ -212,7 +212,7 @@ impl ChartView {
         let mut out = format!("Hits per category, {} to {} (by day found, UTC):\n", self.from, self.to);
         let mut line = format!("  {:label_w$}", "");
         for d in &self.days {
-            line.push_str(&format!(" {d:>3}"));
+            line.push_str(&format!(" {d:>2}"));
         }
         line.push_str("  total");
         out.push_str(line.trim_end());
@@ -220,7 +220,7 @@ impl ChartView {
         let mut row = |label: &str, counts: &[u64], total: u64| {
             let mut line = format!("  {label:label_w$}");
             for &n in counts {
-                line.push_str(&format!(" {:>3}", cell(n)));
+                line.push_str(&format!(" {:>2}", cell(n)));
             }
             line.push_str(&format!("  {total:>5}"));
             out.push_str(&line);
@@ -381,7 +381,7 @@ mod tests {
         assert_eq!(row("media contact")[2], "1");
         assert_eq!(row("all hits")[14], "3");
         let header = t.lines().nth(1).unwrap();
-        assert!(header.trim_start().starts_with("18  19  20"), "{header}");
+        assert!(header.trim_start().starts_with("18 19 20"), "{header}");
     }
 
     #[test]
