@@ -325,22 +325,31 @@ fn the_demo_digest_renders_in_chromium_with_its_sections_and_chart() {
     }
 }
 
-/// `docs/digest.png`: the screenshot cut below the end of the message.
+/// `docs/digest.png`: the screenshot cut to the message (plus a 16 px margin of the page).
 fn write_docs_screenshot(s: &Shot) {
-    let last = (0..s.h).rev().find(|&y| (0..s.w).any(|x| !near(s.at(x, y), PAGE))).unwrap_or(s.h - 1);
-    let height = (last + 17).min(s.h);
-    let path = common::repo().join("docs").join("digest.png");
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let content = |x: u32, y: u32| !near(s.at(x, y), PAGE);
+    let bottom = (0..s.h).rev().find(|&y| (0..s.w).any(|x| content(x, y))).expect("a rendered page");
+    let left = (0..s.w).find(|&x| (0..s.h).any(|y| content(x, y))).unwrap();
+    let right = (0..s.w).rev().find(|&x| (0..s.h).any(|y| content(x, y))).unwrap();
+    let (x0, x1, y1) = (left.saturating_sub(16), (right + 17).min(s.w), (bottom + 17).min(s.h));
+    let (w, h) = (x1 - x0, y1);
+    let mut rgb = Vec::with_capacity((w * h * 3) as usize);
+    for y in 0..h {
+        let row = ((y * s.w + x0) * 3) as usize;
+        rgb.extend_from_slice(&s.px[row..row + (w * 3) as usize]);
+    }
     let mut out = Vec::new();
     {
-        let mut enc = png::Encoder::new(&mut out, s.w, height);
+        let mut enc = png::Encoder::new(&mut out, w, h);
         enc.set_color(png::ColorType::Rgb);
         enc.set_depth(png::BitDepth::Eight);
         enc.set_compression(png::Compression::High);
         let mut writer = enc.write_header().unwrap();
-        writer.write_image_data(&s.px[..(s.w * height * 3) as usize]).unwrap();
+        writer.write_image_data(&rgb).unwrap();
     }
     assert!(out.len() < 300 * 1024, "docs/digest.png would be {} bytes", out.len());
+    let path = common::repo().join("docs").join("digest.png");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(&path, out).unwrap();
-    println!("wrote {} ({}x{height})", path.display(), s.w);
+    println!("wrote {} ({w}x{h})", path.display());
 }
