@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use plotters::prelude::*;
 use serde::Serialize;
+use sha2::Digest as _;
 
 use crate::config::Config;
 use crate::model::Category;
@@ -24,8 +25,8 @@ use crate::store::HitRecord;
 
 /// Days shown, today included.
 pub const DAYS: usize = 14;
-/// Content-ID of the chart's image part (`cid:` in the HTML).
-pub const CONTENT_ID: &str = "chart.digest@exposure-monitor";
+/// Domain part of the chart's Content-ID (`chart.<hash>@CONTENT_ID_DOMAIN`).
+pub const CONTENT_ID_DOMAIN: &str = "exposure-monitor.invalid";
 /// Size of the image in pixels.
 pub const WIDTH: u32 = 560;
 pub const HEIGHT: u32 = 160;
@@ -130,7 +131,7 @@ impl History {
         let grid_step = grid_step(stacked_max);
         let total_hits = hits.iter().sum();
         let mut v = ChartView {
-            content_id: CONTENT_ID.to_string(),
+            content_id: String::new(),
             width: WIDTH,
             height: HEIGHT,
             from: dates[0].format("%-d %b %Y").to_string(),
@@ -148,6 +149,11 @@ impl History {
             text_table: String::new(),
         };
         v.text_table = v.to_text();
+        // Unique to the route and its figures (RFC 2392 wants Content-IDs unique; some clients
+        // cache images by it), and the same for the same chart.
+        let digest = sha2::Sha256::digest(format!("{route}\0{}", v.text_table).as_bytes());
+        let hex: String = digest.iter().take(12).map(|b| format!("{b:02x}")).collect();
+        v.content_id = format!("chart.{hex}@{CONTENT_ID_DOMAIN}");
         Some(v)
     }
 }
@@ -182,6 +188,7 @@ pub struct ChartRow {
 /// The chart as the templates see it, and what the image is drawn from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ChartView {
+    /// The image part's Content-ID, which the HTML shows as `cid:...`.
     pub content_id: String,
     pub width: u32,
     pub height: u32,
@@ -234,6 +241,11 @@ impl ChartView {
         out
     }
 
+    /// The image part of the message: [`ChartView::png`] under [`ChartView::content_id`].
+    pub fn image(&self) -> anyhow::Result<InlineImage> {
+        Ok(InlineImage { content_id: self.content_id.clone(), png: self.png()? })
+    }
+
     /// The chart as a PNG: one stacked bar per day, bottom to top in the table's row order,
     /// light grid lines every [`ChartView::grid_step`] hits. No text is drawn.
     pub fn png(&self) -> anyhow::Result<Vec<u8>> {
@@ -282,6 +294,20 @@ impl ChartView {
         writer.write_image_data(&rgb)?;
         writer.finish()?;
         Ok(out)
+    }
+}
+
+/// An image sent as an inline part of the message, shown by the HTML as `cid:<content_id>`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct InlineImage {
+    /// Without the angle brackets.
+    pub content_id: String,
+    pub png: Vec<u8>,
+}
+
+impl std::fmt::Debug for InlineImage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "InlineImage({}, {} bytes of PNG)", self.content_id, self.png.len())
     }
 }
 
@@ -342,6 +368,11 @@ mod tests {
         assert_eq!(tvp.rows.len(), 1);
         assert!(sample().view("Essex Police").is_none());
         assert!(sample().view(super::super::DEFAULT_ROUTE).is_none());
+        // Content-IDs: valid, distinct per route and figures, stable for the same chart.
+        assert!(v.content_id.starts_with("chart.") && v.content_id.ends_with("@exposure-monitor.invalid"), "{}", v.content_id);
+        assert!(v.content_id.chars().all(|c| c.is_ascii_alphanumeric() || ".@-".contains(c)));
+        assert_ne!(v.content_id, tvp.content_id);
+        assert_eq!(v.content_id, sample().view("Kent Police").unwrap().content_id);
     }
 
     #[test]

@@ -255,12 +255,12 @@ pub fn build_message(from: &str, digest: &PlannedDigest) -> anyhow::Result<Messa
         .user_agent(format!("exposure-monitor/{}", env!("CARGO_PKG_VERSION")));
     builder =
         builder.raw_header(HeaderValue::new(HeaderName::new_from_ascii_str("Auto-Submitted"), "auto-generated".to_string()));
-    let body = match &digest.rendered.chart_png {
+    let body = match &digest.rendered.chart {
         None => MultiPart::alternative_plain_html(digest.rendered.text.clone(), digest.rendered.html.clone()),
-        Some(png) => MultiPart::alternative().singlepart(SinglePart::plain(digest.rendered.text.clone())).multipart(
+        Some(image) => MultiPart::alternative().singlepart(SinglePart::plain(digest.rendered.text.clone())).multipart(
             MultiPart::related().singlepart(SinglePart::html(digest.rendered.html.clone())).singlepart(
-                Attachment::new_inline(chart::CONTENT_ID.to_string())
-                    .body(png.clone(), ContentType::parse("image/png").expect("a valid content type")),
+                Attachment::new_inline(image.content_id.clone())
+                    .body(image.png.clone(), ContentType::parse("image/png").expect("a valid content type")),
             ),
         ),
     };
@@ -618,29 +618,29 @@ pub(crate) mod tests {
         let plans = plan_with_history(&cfg, &[kent, tvp], &[], &Coverage::default(), &history, now()).unwrap().messages;
         let by_route: BTreeMap<&str, &PlannedDigest> = plans.iter().map(|p| (p.route.as_str(), p)).collect();
         let k = by_route["Kent Police"];
-        assert!(k.rendered.chart_png.is_some());
-        assert!(k.rendered.html.contains(&format!("src=\"cid:{}\"", chart::CONTENT_ID)), "{}", k.rendered.html);
+        let image = k.rendered.chart.clone().expect("Kent's message has a chart");
+        assert!(k.rendered.html.contains(&format!("src=\"cid:{}\"", image.content_id)), "{}", k.rendered.html);
         assert!(k.rendered.text.contains("Hits per category,"), "{}", k.rendered.text);
         // Kent's chart has Kent's figures only.
         assert!(k.rendered.text.contains("operational") && !k.rendered.text.contains("political"), "{}", k.rendered.text);
         assert!(by_route["Thames Valley Police"].rendered.text.contains("political"));
         // A "nothing found" message stays short: no chart.
         let empty = by_route[DEFAULT_ROUTE];
-        assert!(empty.hit_ids.is_empty() && empty.rendered.chart_png.is_none());
+        assert!(empty.hit_ids.is_empty() && empty.rendered.chart.is_none());
         assert!(!empty.rendered.html.contains("cid:") && !empty.rendered.text.contains("Hits per category"));
 
         use mail_parser::MimeHeaders;
         let raw = build_message(&cfg.mail.from, k).unwrap().formatted();
         let parsed = mail_parser::MessageParser::default().parse(&raw[..]).unwrap();
-        assert!(parsed.body_html(0).unwrap().contains("cid:chart.digest@exposure-monitor"));
+        assert!(parsed.body_html(0).unwrap().contains(&format!("cid:{}", image.content_id)));
         assert!(parsed.body_text(0).unwrap().contains("Hits per category,"));
-        let image = parsed
+        let part = parsed
             .parts
             .iter()
-            .find(|p| p.content_id() == Some(chart::CONTENT_ID))
+            .find(|p| p.content_id() == Some(image.content_id.as_str()))
             .expect("an image part with the chart's Content-ID");
-        assert_eq!(image.content_type().map(|c| (c.ctype(), c.subtype())), Some(("image", Some("png"))));
-        assert_eq!(image.contents(), &k.rendered.chart_png.clone().unwrap()[..]);
+        assert_eq!(part.content_type().map(|c| (c.ctype(), c.subtype())), Some(("image", Some("png"))));
+        assert_eq!(part.contents(), &image.png[..]);
         let lower = String::from_utf8_lossy(&raw).to_ascii_lowercase();
         assert!(lower.contains("multipart/related"), "the image is related to the HTML part");
         // Without a chart the message stays a plain alternative.

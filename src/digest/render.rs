@@ -499,8 +499,8 @@ pub struct Rendered {
     pub subject: String,
     pub text: String,
     pub html: String,
-    /// The chart's PNG, when the HTML shows one (`cid:` [`super::chart::CONTENT_ID`]).
-    pub chart_png: Option<Vec<u8>>,
+    /// The chart's image, when the HTML shows one.
+    pub chart: Option<super::chart::InlineImage>,
 }
 
 /// The template engine: the text template unescaped, the HTML template with HTML
@@ -522,14 +522,14 @@ pub fn render(env: &Environment<'_>, view: &DigestView, subject_prefix: &str) ->
     let ctx = minijinja::context! { d => view, subject => &subject };
     let text = env.get_template("digest.txt")?.render(&ctx)?;
     let html = env.get_template("digest.html")?.render(&ctx)?;
-    let chart_png =
+    let chart =
         match &view.chart {
-            Some(chart) => Some(chart.png().map_err(|e| {
+            Some(chart) => Some(chart.image().map_err(|e| {
                 minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, format!("drawing the chart: {e:#}"))
             })?),
             None => None,
         };
-    Ok(Rendered { subject, text, html, chart_png })
+    Ok(Rendered { subject, text, html, chart })
 }
 
 #[cfg(test)]
