@@ -353,3 +353,64 @@ fn write_docs_screenshot(s: &Shot) {
     std::fs::write(&path, out).unwrap();
     println!("wrote {} ({w}x{h})", path.display());
 }
+
+/// The chart's figures, checked against the hits each message carries: on a fresh database every
+/// hit was found by this run and goes out in its digest, so for every route the chart's totals
+/// (text table and HTML table alike) must equal what the message lists. No browser needed.
+#[test]
+fn the_charts_figures_match_the_hits_of_each_message_in_both_parts() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = common::demo_config(dir.path(), "");
+    let out = Command::cargo_bin("exposure-monitor").unwrap().arg("--config").arg(&config).arg("run").output().unwrap();
+    assert!(out.status.success(), "run failed: {}", String::from_utf8_lossy(&out.stderr));
+    let raws = common::emls(&dir.path().join("outbox"));
+    assert!(raws.len() >= 2);
+    for raw in &raws {
+        let msg = MessageParser::default().parse(raw.as_bytes()).unwrap();
+        let text = msg.body_text(0).unwrap().to_string();
+        let html = msg.body_html(0).unwrap().to_string();
+        // What the message lists: "  Hit #N | SEVERITY | cat_a, cat_b | time".
+        let mut listed: std::collections::BTreeMap<String, u64> = Default::default();
+        let mut hits = 0u64;
+        for line in text.lines().filter(|l| l.starts_with("  Hit #")) {
+            hits += 1;
+            let cats = line.split(" | ").nth(2).unwrap_or_else(|| panic!("hit line {line:?}"));
+            for c in cats.split(", ") {
+                *listed.entry(c.replace('_', " ")).or_default() += 1;
+            }
+        }
+        assert!(hits > 0, "a message without hits:\n{text}");
+        // The text part's table: "  <category> <14 day cells> <total>".
+        assert!(text.contains("Hits per category,"), "no chart table in the text part:\n{text}");
+        let table_total = |label: &str| -> Option<u64> {
+            let line = text.lines().find(|l| l.strip_prefix("  ").is_some_and(|r| r.starts_with(&format!("{label} "))))?;
+            let cells: Vec<&str> = line[2 + label.len()..].split_whitespace().collect();
+            assert_eq!(cells.len(), 15, "14 days and a total in {line:?}");
+            // Found today (or yesterday, when the run crossed midnight UTC).
+            assert!(cells[..12].iter().all(|c| *c == "."), "hits from before the run in a fresh database: {line:?}");
+            let n = |c: &str| if c == "." { 0 } else { c.parse::<u64>().unwrap() };
+            let total = n(cells[14]);
+            assert_eq!(n(cells[12]) + n(cells[13]), total, "the days add up to the total: {line:?}");
+            Some(total)
+        };
+        assert_eq!(table_total("all hits"), Some(hits), "{text}");
+        for (category, n) in &listed {
+            assert_eq!(table_total(category), Some(*n), "{category} in\n{text}");
+        }
+        // The HTML legend table has the same rows and totals.
+        let doc = scraper::Html::parse_document(&html);
+        let tr = scraper::Selector::parse("tr").unwrap();
+        let td = scraper::Selector::parse("td").unwrap();
+        let mut html_rows: std::collections::BTreeMap<String, u64> = Default::default();
+        for row in doc.select(&tr) {
+            let cells: Vec<String> =
+                row.select(&td).map(|c| c.text().collect::<String>().trim().replace('\u{a0}', "").trim().to_string()).collect();
+            if cells.len() == 16 {
+                html_rows.insert(cells[0].clone(), cells[15].parse().unwrap());
+            }
+        }
+        let mut expected = listed.clone();
+        expected.insert("All hits".into(), hits);
+        assert_eq!(html_rows, expected, "the HTML chart table");
+    }
+}
