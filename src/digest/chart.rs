@@ -237,7 +237,7 @@ impl ChartView {
             row(&r.category, &r.counts, r.total);
         }
         row("all hits", &self.hits, self.total_hits);
-        out.push_str("  (a hit in several categories counts in each of them, and once in \"all hits\")\n");
+        out.push_str("  (. = none; a hit in several categories counts in each of them, and once in \"all hits\")\n");
         out
     }
 
