@@ -12,6 +12,7 @@
 //! pending digest behind. Nothing from a post or profile ever reaches a header: the subject is
 //! made of counts, the date and the route name from the config.
 
+pub mod chart;
 pub mod render;
 pub mod transport;
 
@@ -19,8 +20,9 @@ use std::collections::BTreeMap;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
+use lettre::message::header::ContentType;
 use lettre::message::header::{HeaderName, HeaderValue};
-use lettre::message::{Mailbox, Mailboxes, MultiPart};
+use lettre::message::{Attachment, Mailbox, Mailboxes, MultiPart, SinglePart};
 use lettre::Message;
 use sha2::{Digest, Sha256};
 
@@ -87,6 +89,19 @@ pub fn plan(
     coverage: &Coverage,
     now: DateTime<Utc>,
 ) -> anyhow::Result<Plan> {
+    plan_with_history(config, hits, pending, coverage, &chart::History::new(now), now)
+}
+
+/// [`plan`], with each message that carries hits showing its route's chart from `history`
+/// (hits per category over the last [`chart::DAYS`] days).
+pub fn plan_with_history(
+    config: &Config,
+    hits: &[HitRecord],
+    pending: &[PendingDigest],
+    coverage: &Coverage,
+    history: &chart::History,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Plan> {
     let env = render::environment();
     let domain = message_id_domain(&config.mail.from);
     let by_id: BTreeMap<i64, &HitRecord> = hits.iter().map(|h| (h.id, h)).collect();
@@ -105,7 +120,8 @@ pub fn plan(
         group.sort_by_key(|h| h.id);
         reserved.extend(group.iter().map(|h| h.id));
         let label = if p.route == DEFAULT_ROUTE { "Default route" } else { p.route.as_str() };
-        let view = DigestView::new(label, &group, coverage, now);
+        let mut view = DigestView::new(label, &group, coverage, now);
+        view.chart = history.view(&p.route);
         let rendered = render::render(&env, &view, &config.digest.subject_prefix)
             .with_context(|| format!("rendering the resend of digest {} for route {}", p.id, p.route))?;
         out.messages.push(PlannedDigest {
@@ -157,6 +173,9 @@ pub fn plan(
             let mut view = DigestView::new(label, part, coverage, now);
             if n > 1 {
                 view.part = Some(format!("part {} of {n}", i + 1));
+            }
+            if !part.is_empty() {
+                view.chart = history.view(&route);
             }
             let rendered = render::render(&env, &view, &config.digest.subject_prefix)
                 .with_context(|| format!("rendering the digest for route {route}"))?;
@@ -213,7 +232,9 @@ fn message_id_domain(from: &str) -> String {
 }
 
 /// Build the RFC 5322 message of a planned digest: From, To (the route's recipients only),
-/// Subject, a deterministic Message-ID, and multipart/alternative text + HTML.
+/// Subject, a deterministic Message-ID, and multipart/alternative text + HTML; when the digest
+/// has a chart, the HTML and the chart's PNG are a multipart/related (the HTML shows it by
+/// `cid:`, which mail clients display where they block external and `data:` images).
 pub fn build_message(from: &str, digest: &PlannedDigest) -> anyhow::Result<Message> {
     let from: Mailbox = from.parse().with_context(|| format!("mail.from `{from}` is not a valid address"))?;
     if digest.recipients.is_empty() {
@@ -234,9 +255,16 @@ pub fn build_message(from: &str, digest: &PlannedDigest) -> anyhow::Result<Messa
         .user_agent(format!("exposure-monitor/{}", env!("CARGO_PKG_VERSION")));
     builder =
         builder.raw_header(HeaderValue::new(HeaderName::new_from_ascii_str("Auto-Submitted"), "auto-generated".to_string()));
-    builder
-        .multipart(MultiPart::alternative_plain_html(digest.rendered.text.clone(), digest.rendered.html.clone()))
-        .with_context(|| format!("building the message for route {}", digest.route))
+    let body = match &digest.rendered.chart {
+        None => MultiPart::alternative_plain_html(digest.rendered.text.clone(), digest.rendered.html.clone()),
+        Some(image) => MultiPart::alternative().singlepart(SinglePart::plain(digest.rendered.text.clone())).multipart(
+            MultiPart::related().singlepart(SinglePart::html(digest.rendered.html.clone())).singlepart(
+                Attachment::new_inline(image.content_id.clone())
+                    .body(image.png.clone(), ContentType::parse("image/png").expect("a valid content type")),
+            ),
+        ),
+    };
+    builder.multipart(body).with_context(|| format!("building the message for route {}", digest.route))
 }
 
 /// Build and send (or, with `dry_run`, print to `out`) the digest of every unsent hit.
@@ -250,7 +278,9 @@ pub async fn run(
     let pending = store.pending_digests().await.context("reading pending digests")?;
     let runs = store.runs_since_last_digest().await.context("reading scan runs for the coverage section")?;
     let coverage = Coverage::from_runs(&runs);
-    let plan = plan(config, &hits, &pending, &coverage, Utc::now())?;
+    let now = Utc::now();
+    let history = history(config, store, now).await;
+    let plan = plan_with_history(config, &hits, &pending, &coverage, &history, now)?;
     let mut outcome = DigestOutcome::default();
 
     if dry_run {
@@ -343,6 +373,21 @@ pub async fn run(
     Ok(outcome)
 }
 
+/// Every route's hits per category over the last [`chart::DAYS`] days, for the charts. The
+/// chart is an extra: when the hits cannot be read, the digest goes without it (and says why in
+/// the log) rather than not at all.
+async fn history(config: &Config, store: &Store, now: DateTime<Utc>) -> chart::History {
+    // The store's `daily_category_counts` has no force, and a route must see only its own
+    // forces' figures: count from the hits themselves (retention bounds how many there are).
+    match store.list_hits(&crate::store::HitFilter::default()).await {
+        Ok(hits) => chart::History::from_hits(config, &hits, now),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read the hits of the last days; digests go without their chart");
+            chart::History::new(now)
+        }
+    }
+}
+
 /// Record `d` as pending. A Message-ID already taken by an earlier digest that failed (the same
 /// hits, refused last time) gets a deterministic variant. Returns the digest id and the
 /// Message-ID recorded.
@@ -385,11 +430,11 @@ fn print_dry_run(out: &mut (dyn std::io::Write + Send), from: &str, d: &PlannedD
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// A config built directly (not parsed), so these tests do not depend on the forces list.
-    fn config(send_empty: bool) -> Config {
+    pub(crate) fn config(send_empty: bool) -> Config {
         let mut forces = BTreeMap::new();
         forces.insert("Kent Police".to_string(), vec!["psd-kent@example.invalid".into(), "duty-kent@example.invalid".into()]);
         forces.insert("Thames Valley Police".to_string(), vec!["psd-tvp@example.invalid".into()]);
@@ -557,6 +602,50 @@ mod tests {
         assert_eq!(parsed.subject(), Some(plans[0].rendered.subject.as_str()));
         assert!(parsed.body_text(0).unwrap().contains("[[raid]] <b>x</b>"));
         assert!(parsed.body_html(0).unwrap().contains("&lt;b&gt;x&lt;&#x2f;b&gt;"));
+    }
+
+    #[test]
+    fn each_message_with_hits_carries_its_own_routes_chart_inline() {
+        let cfg = config(true);
+        let kent = hit(1, Some("Kent Police"), "raid at Elmtree Close");
+        let tvp = hit(2, Some("Thames Valley Police"), "raid at Cowley Road");
+        let mut history = chart::History::new(now());
+        let today = now().date_naive();
+        for _ in 0..3 {
+            history.add("Kent Police", today, &[crate::model::Category::Operational]);
+        }
+        history.add("Thames Valley Police", today, &[crate::model::Category::Political]);
+        let plans = plan_with_history(&cfg, &[kent, tvp], &[], &Coverage::default(), &history, now()).unwrap().messages;
+        let by_route: BTreeMap<&str, &PlannedDigest> = plans.iter().map(|p| (p.route.as_str(), p)).collect();
+        let k = by_route["Kent Police"];
+        let image = k.rendered.chart.clone().expect("Kent's message has a chart");
+        assert!(k.rendered.html.contains(&format!("src=\"cid:{}\"", image.content_id)), "{}", k.rendered.html);
+        assert!(k.rendered.text.contains("Hits per category,"), "{}", k.rendered.text);
+        // Kent's chart has Kent's figures only.
+        assert!(k.rendered.text.contains("operational") && !k.rendered.text.contains("political"), "{}", k.rendered.text);
+        assert!(by_route["Thames Valley Police"].rendered.text.contains("political"));
+        // A "nothing found" message stays short: no chart.
+        let empty = by_route[DEFAULT_ROUTE];
+        assert!(empty.hit_ids.is_empty() && empty.rendered.chart.is_none());
+        assert!(!empty.rendered.html.contains("cid:") && !empty.rendered.text.contains("Hits per category"));
+
+        use mail_parser::MimeHeaders;
+        let raw = build_message(&cfg.mail.from, k).unwrap().formatted();
+        let parsed = mail_parser::MessageParser::default().parse(&raw[..]).unwrap();
+        assert!(parsed.body_html(0).unwrap().contains(&format!("cid:{}", image.content_id)));
+        assert!(parsed.body_text(0).unwrap().contains("Hits per category,"));
+        let part = parsed
+            .parts
+            .iter()
+            .find(|p| p.content_id() == Some(image.content_id.as_str()))
+            .expect("an image part with the chart's Content-ID");
+        assert_eq!(part.content_type().map(|c| (c.ctype(), c.subtype())), Some(("image", Some("png"))));
+        assert_eq!(part.contents(), &image.png[..]);
+        let lower = String::from_utf8_lossy(&raw).to_ascii_lowercase();
+        assert!(lower.contains("multipart/related"), "the image is related to the HTML part");
+        // Without a chart the message stays a plain alternative.
+        let raw = String::from_utf8(build_message(&cfg.mail.from, empty).unwrap().formatted()).unwrap();
+        assert!(!raw.to_ascii_lowercase().contains("multipart/related"));
     }
 
     #[test]

@@ -375,6 +375,8 @@ pub struct DigestView {
     pub coverage: Coverage,
     /// "part 1 of 3" when a route's hits are split over several messages.
     pub part: Option<String>,
+    /// The route's hits per category over the last 14 days (messages with hits only).
+    pub chart: Option<super::chart::ChartView>,
 }
 
 /// A force's hits by account (platform, platform id).
@@ -415,6 +417,7 @@ impl DigestView {
             forces,
             coverage: coverage.clone(),
             part: None,
+            chart: None,
         }
     }
 
@@ -504,6 +507,8 @@ pub struct Rendered {
     pub subject: String,
     pub text: String,
     pub html: String,
+    /// The chart's image, when the HTML shows one.
+    pub chart: Option<super::chart::InlineImage>,
 }
 
 /// The template engine: the text template unescaped, the HTML template with HTML
@@ -525,7 +530,14 @@ pub fn render(env: &Environment<'_>, view: &DigestView, subject_prefix: &str) ->
     let ctx = minijinja::context! { d => view, subject => &subject };
     let text = env.get_template("digest.txt")?.render(&ctx)?;
     let html = env.get_template("digest.html")?.render(&ctx)?;
-    Ok(Rendered { subject, text, html })
+    let chart =
+        match &view.chart {
+            Some(chart) => Some(chart.image().map_err(|e| {
+                minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, format!("drawing the chart: {e:#}"))
+            })?),
+            None => None,
+        };
+    Ok(Rendered { subject, text, html, chart })
 }
 
 #[cfg(test)]
