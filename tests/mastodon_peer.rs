@@ -109,14 +109,20 @@ fn scan(config: &Path) -> Row {
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(out.status.success(), "scan failed ({:?}):\n{stdout}\n{stderr}", out.status);
+    // Columns by the header's names, so a new column in the summary does not break this parser;
+    // the error text is everything after the last numeric column.
+    let header: Vec<&str> =
+        stdout.lines().find(|l| l.starts_with("source ")).unwrap_or_else(|| panic!("no header:\n{stdout}")).split_whitespace().collect();
     let line = stdout.lines().find(|l| l.starts_with("mock-instance")).unwrap_or_else(|| panic!("no summary row:\n{stdout}"));
     let f: Vec<&str> = line.split_whitespace().collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap_or_else(|| panic!("no column {name}: {header:?}"));
+    let num = |name: &str| f[col(name)].parse::<u64>().unwrap_or_else(|e| panic!("{name} in {line:?}: {e}"));
     Row {
-        accounts: f[1].parse().unwrap(),
-        posts: f[3].parse().unwrap(),
-        hits: f[4].parse().unwrap(),
-        errors: f[5].parse().unwrap(),
-        error: f[6..].join(" "),
+        accounts: num("accounts"),
+        posts: num("posts"),
+        hits: num("hits"),
+        errors: num("errors"),
+        error: f[col("error")..].join(" "),
     }
 }
 
