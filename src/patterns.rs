@@ -361,19 +361,11 @@ impl Wordlist {
             }
         }
         spans.dedup();
-        // The filter reads across spaces, so a span can be an innocent neighbour ("of" in
-        // "of f4ggots"): keep the words that are listed on their own, unless none is (a word
-        // spelt out with spaces), then keep them all.
-        let alone: Vec<Range<usize>> = spans
-            .iter()
-            .filter(|s| rustrict::Censor::from_str(&text[(*s).clone()]).analyze().is(self.threshold))
-            .cloned()
-            .collect();
-        if alone.is_empty() {
-            spans
-        } else {
-            alone
-        }
+        // The filter reads across spaces and word parts, so a span can be an innocent
+        // neighbour ("of" in "of f4ggots") or part of a word in another language: keep only
+        // the whole words that are listed on their own.
+        spans.retain(|s| rustrict::Censor::from_str(&text[s.clone()]).analyze().is(self.threshold));
+        spans
     }
 }
 
