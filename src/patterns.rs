@@ -23,6 +23,22 @@
 //! no_match = ["the A34 near Oxford"]
 //! ```
 //!
+//! Instead of `regex` or `terms` a rule may take its words from a maintained list:
+//! `wordlist = "rustrict:offensive:severe"` (see [`Wordlist`]). `except = ["chink in the
+//! armour"]` lists phrases that cancel a match they overlap (per-rule exceptions).
+//!
+//! A file may also hold the precision controls (see `patterns/allowlist.toml`):
+//!
+//! ```toml
+//! [allowlist]
+//! accounts = ["@kentpolice@mastodon.example", "bluesky:did:plc:abc"]  # never a hit
+//! phrases = ["Blue Light Card"]        # removed from a post before classification
+//!
+//! [[exception]]                         # more `except` phrases for one rule
+//! rule = "pd.vehicle_registration"
+//! terms = ["AB12 CDE"]
+//! ```
+//!
 //! `\b` in a rule's regex is an ASCII word boundary (the Unicode one makes the lazy DFA give up
 //! on emoji and accented text, see STYLE.md); `terms` are literal words or phrases. A
 //! `not_near` without `within` means "anywhere in the text". Identity rules may also carry
