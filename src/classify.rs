@@ -16,7 +16,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{Category, Lang, Post, Severity};
 use crate::normalise;
-use crate::patterns::{RuleKind, RuleSet};
+use crate::patterns::{mask_phrases, RuleKind, RuleSet};
+use regex::Regex;
 
 /// One rule that fired on a post.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,11 +52,19 @@ impl Classification {
 /// The compiled category rules.
 pub struct Classifier {
     rules: RuleSet,
+    /// Allowlisted phrases, blanked out of a text before the rules run.
+    allowed_phrases: Option<Regex>,
 }
 
 impl Classifier {
     pub fn new(rules: RuleSet) -> Classifier {
-        Classifier { rules }
+        Classifier { rules, allowed_phrases: None }
+    }
+
+    /// Phrases removed before classification (see `[allowlist] phrases` in the pattern files).
+    pub fn with_allowed_phrases(mut self, phrases: Option<Regex>) -> Classifier {
+        self.allowed_phrases = phrases;
+        self
     }
 
     /// How many category rules are loaded.
@@ -83,6 +92,8 @@ impl Classifier {
     /// Classify a plain text whose rule language is `lang` (`None`: both).
     pub fn classify_text(&self, text: &str, lang: Option<Lang>) -> Classification {
         let mut out = Classification { lang, ..Default::default() };
+        // Same byte offsets as `text`, so spans stay valid for the original.
+        let text = &*mask_phrases(self.allowed_phrases.as_ref(), text);
         for m in self.rules.matches(text, |r| r.applies_to(lang)) {
             let RuleKind::Category(category) = m.rule.kind else {
                 continue;

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::forces::{Forces, MentionKind};
 use crate::model::{Account, Identity, Post};
-use crate::patterns::{RuleKind, RuleSet};
+use crate::patterns::{AccountAllowlist, RuleKind, RuleSet};
 
 /// Where an identity rule's signal points.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -114,6 +114,9 @@ pub struct IdentityVerdict {
 /// The evidence signal id used for force mentions in posts (text = canonical force name).
 pub const FORCE_SIGNAL: &str = "force";
 
+/// The evidence signal id of an allowlisted account (text = the allowlist entry).
+pub const ALLOWLIST_SIGNAL: &str = "allowlist.account";
+
 /// Most evidence items kept per signal id across an account's posts: enough to decide and to
 /// show a reviewer, while what the store keeps between scans stays small.
 const MAX_PER_SIGNAL: usize = 4;
@@ -169,6 +172,7 @@ pub struct Identifier {
     rules: RuleSet,
     forces: Forces,
     kinds: HashMap<String, (SignalKind, f32, Option<String>)>,
+    allowed: AccountAllowlist,
     pub thresholds: Thresholds,
 }
 
@@ -208,7 +212,14 @@ impl Identifier {
                 RuleKind::Category(_) => None,
             })
             .collect();
-        Identifier { rules, forces, kinds, thresholds: Thresholds::default() }
+        Identifier { rules, forces, kinds, allowed: AccountAllowlist::default(), thresholds: Thresholds::default() }
+    }
+
+    /// Accounts that are never read as serving (official force accounts, authorised
+    /// communications staff): they get the `official` label, so they never produce a hit.
+    pub fn with_allowed_accounts(mut self, allowed: AccountAllowlist) -> Identifier {
+        self.allowed = allowed;
+        self
     }
 
     /// How many identity rules are loaded.
@@ -236,6 +247,15 @@ impl Identifier {
     /// The verdict for an account given everything known of its posts.
     pub fn identify(&self, account: &Account, posts: &PostSignals) -> IdentityVerdict {
         let th = &self.thresholds;
+        if let Some(entry) = self.allowed.matching(account) {
+            return IdentityVerdict {
+                identity: Identity::Official,
+                score: 1.0,
+                force: self.profile_force(account).map(|(_, f)| f),
+                role: None,
+                evidence: vec![Evidence { source: EvidenceSource::DisplayName, signal: ALLOWLIST_SIGNAL.into(), text: entry }],
+            };
+        }
         let mut evidence = Vec::new();
         let mut tally = Tally::default();
         let mut role: Option<(f32, String)> = None;
@@ -303,14 +323,7 @@ impl Identifier {
         evidence.extend(posts.evidence.iter().cloned());
 
         // Force: profile names beat abbreviations beat areas; posts as a fallback.
-        let mut profile_force: Option<(MentionKind, String)> = None;
-        for text in [&account.display_name, &account.bio] {
-            for m in self.forces.find(text) {
-                if profile_force.as_ref().map_or(true, |(k, _)| m.kind > *k) {
-                    profile_force = Some((m.kind, m.force.clone()));
-                }
-            }
-        }
+        let profile_force = self.profile_force(account);
         let post_force = post_forces.iter().max_by_key(|(f, n)| (**n, std::cmp::Reverse(**f))).map(|(f, _)| f.to_string());
 
         let force_bonus = match &profile_force {
@@ -367,6 +380,21 @@ impl Identifier {
         };
         let role = if identity == Identity::Serving { role.map(|(_, r)| r) } else { None };
         IdentityVerdict { identity, score, force, role, evidence }
+    }
+}
+
+impl Identifier {
+    /// The force named in the profile: names beat abbreviations beat areas.
+    fn profile_force(&self, account: &Account) -> Option<(MentionKind, String)> {
+        let mut best: Option<(MentionKind, String)> = None;
+        for text in [&account.display_name, &account.bio] {
+            for m in self.forces.find(text) {
+                if best.as_ref().map_or(true, |(k, _)| m.kind > *k) {
+                    best = Some((m.kind, m.force.clone()));
+                }
+            }
+        }
+        best
     }
 }
 

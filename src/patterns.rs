@@ -23,6 +23,22 @@
 //! no_match = ["the A34 near Oxford"]
 //! ```
 //!
+//! Instead of `regex` or `terms` a rule may take its words from a maintained list:
+//! `wordlist = "rustrict:offensive:severe"` (see [`Wordlist`]). `except = ["chink in the
+//! armour"]` lists phrases that cancel a match they overlap (per-rule exceptions).
+//!
+//! A file may also hold the precision controls (see `patterns/allowlist.toml`):
+//!
+//! ```toml
+//! [allowlist]
+//! accounts = ["@kentpolice@mastodon.example", "bluesky:did:plc:abc"]  # never a hit
+//! phrases = ["Blue Light Card"]        # removed from a post before classification
+//!
+//! [[exception]]                         # more `except` phrases for one rule
+//! rule = "pd.vehicle_registration"
+//! terms = ["AB12 CDE"]
+//! ```
+//!
 //! `\b` in a rule's regex is an ASCII word boundary (the Unicode one makes the lazy DFA give up
 //! on emoji and accented text, see STYLE.md); `terms` are literal words or phrases. A
 //! `not_near` without `within` means "anywhere in the text". Identity rules may also carry
@@ -64,16 +80,85 @@ pub struct Detector {
 impl Detector {
     /// Load and compile every `*.toml` in `dir`; all errors are returned at once.
     pub fn load(dir: &Path, forces: &Forces) -> Result<Detector, Vec<PatternError>> {
-        let rules = load_rules(dir)?;
-        Detector::from_rules(rules, forces, dir)
+        let (rules, allowlist) = load_dir(dir)?;
+        Detector::from_rules(rules, allowlist, forces, dir)
     }
 
-    fn from_rules(rules: Vec<Rule>, forces: &Forces, dir: &Path) -> Result<Detector, Vec<PatternError>> {
+    fn from_rules(rules: Vec<Rule>, allowlist: Allowlist, forces: &Forces, dir: &Path) -> Result<Detector, Vec<PatternError>> {
         let (identity, category): (Vec<Rule>, Vec<Rule>) = rules.into_iter().partition(|r| matches!(r.kind, RuleKind::Signal(_)));
         let identity = RuleSet::new(identity).map_err(|m| vec![dir_error(dir, m)])?;
         let category = RuleSet::new(category).map_err(|m| vec![dir_error(dir, m)])?;
-        Ok(Detector { identifier: Identifier::new(identity, forces.clone()), classifier: Classifier::new(category) })
+        let Allowlist { accounts, phrases } = allowlist;
+        Ok(Detector {
+            identifier: Identifier::new(identity, forces.clone()).with_allowed_accounts(accounts),
+            classifier: Classifier::new(category).with_allowed_phrases(phrases),
+        })
     }
+}
+
+/// Precision controls from the pattern files' `[allowlist]` tables (see the module docs):
+/// accounts that are never a hit and phrases removed from a post before classification.
+#[derive(Debug, Clone, Default)]
+pub struct Allowlist {
+    pub accounts: AccountAllowlist,
+    /// One regex of every allowlisted phrase (whole words, case-insensitive); `None` if none.
+    pub phrases: Option<Regex>,
+}
+
+/// Allowlisted accounts: handles (case-insensitive, a leading `@` optional) or
+/// `platform:platform_id`.
+#[derive(Debug, Clone, Default)]
+pub struct AccountAllowlist {
+    entries: std::collections::HashSet<String>,
+}
+
+impl AccountAllowlist {
+    fn key(s: &str) -> String {
+        s.trim().trim_start_matches('@').to_lowercase()
+    }
+
+    pub fn new<I: IntoIterator<Item = S>, S: AsRef<str>>(entries: I) -> AccountAllowlist {
+        AccountAllowlist { entries: entries.into_iter().map(|s| Self::key(s.as_ref())).filter(|s| !s.is_empty()).collect() }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The entry that allowlists `account`, if any.
+    pub fn matching(&self, account: &crate::model::Account) -> Option<String> {
+        if self.entries.is_empty() {
+            return None;
+        }
+        let by_handle = Self::key(&account.handle);
+        let by_id = format!("{}:{}", account.platform.to_lowercase(), account.platform_id.to_lowercase());
+        [by_handle, by_id].into_iter().find(|k| self.entries.contains(k))
+    }
+}
+
+/// `text` with every match of `phrases` blanked out (each byte replaced by a space, so byte
+/// offsets into the result are offsets into `text`).
+pub fn mask_phrases<'a>(phrases: Option<&Regex>, text: &'a str) -> std::borrow::Cow<'a, str> {
+    let Some(re) = phrases else {
+        return std::borrow::Cow::Borrowed(text);
+    };
+    let mut ranges = re.find_iter(text).map(|m| m.range()).peekable();
+    if ranges.peek().is_none() {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    for r in ranges {
+        out.push_str(&text[at..r.start]);
+        out.extend(std::iter::repeat(' ').take(r.len()));
+        at = r.end;
+    }
+    out.push_str(&text[at..]);
+    std::borrow::Cow::Owned(out)
 }
 
 fn dir_error(dir: &Path, message: String) -> PatternError {
@@ -118,6 +203,10 @@ pub struct Rule {
     pub regex: Regex,
     pub near: Option<Context>,
     pub not_near: Option<Context>,
+    /// Per-rule exceptions: a match that overlaps one of these phrases does not count.
+    pub except: Option<Regex>,
+    /// Candidate matches come from a maintained word list instead of `regex`.
+    pub wordlist: Option<Wordlist>,
     pub examples_match: Vec<String>,
     pub examples_no_match: Vec<String>,
     pub file: PathBuf,
@@ -139,10 +228,20 @@ impl Rule {
         let mut near_spans: Vec<Range<usize>> = Vec::new();
         let mut near_all: Option<Vec<Range<usize>>> = None;
         let mut not_all: Option<Vec<Range<usize>>> = None;
-        for m in self.regex.find_iter(text) {
-            let span = m.range();
+        let mut except_all: Option<Vec<Range<usize>>> = None;
+        let candidates: Vec<Range<usize>> = match &self.wordlist {
+            Some(w) => w.find(text),
+            None => self.regex.find_iter(text).map(|m| m.range()).collect(),
+        };
+        for span in candidates {
             if span.is_empty() {
                 continue;
+            }
+            if let Some(ex) = &self.except {
+                let all = except_all.get_or_insert_with(|| ex.find_iter(text).map(|m| m.range()).collect());
+                if all.iter().any(|o| overlaps(&span, o)) {
+                    continue;
+                }
             }
             if let Some(not) = &self.not_near {
                 let all = not_all.get_or_insert_with(|| not.regex.find_iter(text).map(|m| m.range()).collect());
@@ -179,6 +278,110 @@ fn within(words: &mut WordIndex, text: &str, a: &Range<usize>, b: &Range<usize>,
     match limit {
         None => true,
         Some(n) => words.distance(text, a, b) <= n,
+    }
+}
+
+/// A maintained word list used as a rule's matcher (`wordlist = "rustrict:offensive:severe"`).
+///
+/// Offensive-language lists are taken from the `rustrict` crate (MIT/Apache-2.0, maintained,
+/// builds offline from crates.io) rather than written here: it rates each word by type
+/// (profane, offensive, sexual, mean) and severity, and sees through evasions (`f4gg0t`,
+/// `n i g g`). A rule picks a type and a minimum severity, so a rule can ask for slurs
+/// (`offensive`, `severe`) without firing on mild swearing, which alone is not a breach. Its
+/// list is US- and chat-centred (it rates several British slurs mild or misses them), so our
+/// own rules add those, and every wordlist rule still gets the rule's `near`/`not_near`/`except`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Wordlist {
+    threshold: rustrict::Type,
+}
+
+impl Wordlist {
+    /// Parse `rustrict:<profane|offensive|sexual|mean>:<mild|moderate|severe>` (minimum severity).
+    pub fn parse(s: &str) -> Result<Wordlist, String> {
+        use rustrict::Type;
+        let parts: Vec<&str> = s.split(':').collect();
+        let usage = "expected `rustrict:<profane|offensive|sexual|mean>:<mild|moderate|severe>`";
+        let [source, kind, level] = parts[..] else {
+            return Err(format!("unknown wordlist `{s}` ({usage})"));
+        };
+        if source != "rustrict" {
+            return Err(format!("unknown wordlist source `{source}` ({usage})"));
+        }
+        let kind = match kind {
+            "profane" => Type::PROFANE,
+            "offensive" => Type::OFFENSIVE,
+            "sexual" => Type::SEXUAL,
+            "mean" => Type::MEAN,
+            other => return Err(format!("unknown wordlist type `{other}` ({usage})")),
+        };
+        let level = match level {
+            "mild" => Type::MILD_OR_HIGHER,
+            "moderate" => Type::MODERATE_OR_HIGHER,
+            "severe" => Type::SEVERE,
+            other => return Err(format!("unknown wordlist severity `{other}` ({usage})")),
+        };
+        Ok(Wordlist { threshold: kind & level })
+    }
+
+    /// Byte spans of the listed words in `text` (the words the filter would censor).
+    pub fn find(&self, text: &str) -> Vec<Range<usize>> {
+        let (censored, analysis) = rustrict::Censor::from_str(text)
+            .with_censor_threshold(self.threshold)
+            .with_censor_first_character_threshold(self.threshold)
+            .with_censor_replacement('\u{1}')
+            .censor_and_analyze();
+        if !analysis.is(self.threshold) {
+            return vec![];
+        }
+        let marked = |orig: char, new: char| new == '\u{1}' && orig != '\u{1}';
+        let mut spans: Vec<Range<usize>> = Vec::new();
+        if censored.chars().count() == text.chars().count() {
+            for ((i, o), n) in text.char_indices().zip(censored.chars()) {
+                if marked(o, n) && !o.is_whitespace() {
+                    let end = i + o.len_utf8();
+                    match spans.last_mut() {
+                        Some(last) if text[last.end..i].chars().all(|c| !c.is_whitespace()) => last.end = end,
+                        _ => spans.push(i..end),
+                    }
+                }
+            }
+        } else {
+            // The filter changed the text's length: fall back to censoring word by word.
+            let mut at = 0;
+            for word in text.split_whitespace() {
+                let start = at + text[at..].find(word).unwrap_or(0);
+                at = start + word.len();
+                let (c, a) = rustrict::Censor::from_str(word)
+                    .with_censor_threshold(self.threshold)
+                    .with_censor_first_character_threshold(self.threshold)
+                    .censor_and_analyze();
+                if a.is(self.threshold) && c != word {
+                    spans.push(start..at);
+                }
+            }
+        }
+        // Widen each span to whole words (the filter may leave punctuation or a suffix).
+        for s in &mut spans {
+            while s.start > 0 {
+                let Some(c) = text[..s.start].chars().next_back() else { break };
+                if !c.is_alphanumeric() {
+                    break;
+                }
+                s.start -= c.len_utf8();
+            }
+            while let Some(c) = text[s.end..].chars().next() {
+                if !c.is_alphanumeric() {
+                    break;
+                }
+                s.end += c.len_utf8();
+            }
+        }
+        spans.dedup();
+        // The filter reads across spaces and word parts, so a span can be an innocent
+        // neighbour ("of" in "of f4ggots") or part of a word in another language: keep only
+        // the whole words that are listed on their own.
+        spans.retain(|s| rustrict::Censor::from_str(&text[s.clone()]).analyze().is(self.threshold));
+        spans
     }
 }
 
@@ -227,6 +430,8 @@ impl WordIndex {
 pub struct RuleSet {
     pub rules: Vec<Rule>,
     set: RegexSet,
+    /// Rules matched by a word list rather than the set (run on every text).
+    wordlist_rules: Vec<usize>,
 }
 
 /// A rule that fired on a text.
@@ -243,7 +448,8 @@ impl RuleSet {
             .dfa_size_limit(32 << 20)
             .build()
             .map_err(|e| format!("compiling the rule set: {e}"))?;
-        Ok(RuleSet { rules, set })
+        let wordlist_rules = rules.iter().enumerate().filter(|(_, r)| r.wordlist.is_some()).map(|(i, _)| i).collect();
+        Ok(RuleSet { rules, set, wordlist_rules })
     }
 
     pub fn len(&self) -> usize {
@@ -261,7 +467,8 @@ impl RuleSet {
             return out;
         }
         let mut words = WordIndex::new();
-        for i in self.set.matches(text).iter() {
+        let fired = self.set.matches(text);
+        for i in fired.iter().chain(self.wordlist_rules.iter().copied()) {
             let rule = &self.rules[i];
             if !keep(rule) {
                 continue;
@@ -283,6 +490,28 @@ impl RuleSet {
 struct RawFile {
     #[serde(default)]
     rule: Vec<Spanned<RawRule>>,
+    #[serde(default)]
+    allowlist: Option<RawAllowlist>,
+    #[serde(default)]
+    exception: Vec<Spanned<RawException>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAllowlist {
+    #[serde(default)]
+    accounts: Vec<String>,
+    #[serde(default)]
+    phrases: Option<Spanned<Vec<String>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawException {
+    rule: String,
+    terms: Spanned<Vec<String>>,
+    #[serde(default)]
+    description: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -303,6 +532,10 @@ struct RawRule {
     regex: Option<Spanned<String>>,
     #[serde(default)]
     terms: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    wordlist: Option<Spanned<String>>,
+    #[serde(default)]
+    except: Option<Spanned<Vec<String>>>,
     #[serde(default)]
     case_sensitive: bool,
     #[serde(default)]
@@ -352,12 +585,35 @@ fn pattern_files(dir: &Path) -> Result<Vec<PathBuf>, Vec<PatternError>> {
     Ok(files)
 }
 
-/// Parse and compile every rule in `dir`, collecting every error.
+/// Parse and compile every rule in `dir`, collecting every error (per-rule exceptions from
+/// `[[exception]]` tables are applied; the allowlist is left out, see [`load_dir`]).
 pub fn load_rules(dir: &Path) -> Result<Vec<Rule>, Vec<PatternError>> {
+    load_dir(dir).map(|(rules, _)| rules)
+}
+
+/// A per-rule exception from an `[[exception]]` table, before it is attached to its rule.
+struct PendingException {
+    rule: String,
+    terms: Vec<String>,
+    file: PathBuf,
+    line: usize,
+}
+
+/// What one pattern file holds besides its rules.
+#[derive(Default)]
+struct FileExtras {
+    accounts: Vec<String>,
+    phrases: Vec<String>,
+    exceptions: Vec<PendingException>,
+}
+
+/// Parse and compile every rule, allowlist and exception in `dir`, collecting every error.
+pub fn load_dir(dir: &Path) -> Result<(Vec<Rule>, Allowlist), Vec<PatternError>> {
     let files = pattern_files(dir)?;
     let mut errors = Vec::new();
-    let mut rules = Vec::new();
+    let mut rules: Vec<Rule> = Vec::new();
     let mut seen: HashMap<String, (PathBuf, usize)> = HashMap::new();
+    let mut extras = FileExtras::default();
     for file in files {
         let text = match std::fs::read_to_string(&file) {
             Ok(t) => t,
@@ -366,7 +622,11 @@ pub fn load_rules(dir: &Path) -> Result<Vec<Rule>, Vec<PatternError>> {
                 continue;
             }
         };
-        for rule in parse_file(&file, &text, &mut errors) {
+        let (file_rules, file_extras) = parse_file_full(&file, &text, &mut errors);
+        extras.accounts.extend(file_extras.accounts);
+        extras.phrases.extend(file_extras.phrases);
+        extras.exceptions.extend(file_extras.exceptions);
+        for rule in file_rules {
             if let Some((f, l)) = seen.get(&rule.id) {
                 errors.push(PatternError {
                     file: file.clone(),
@@ -380,8 +640,37 @@ pub fn load_rules(dir: &Path) -> Result<Vec<Rule>, Vec<PatternError>> {
             rules.push(rule);
         }
     }
+    for ex in extras.exceptions {
+        let error =
+            |message: String| PatternError { file: ex.file.clone(), line: Some(ex.line), rule: Some(ex.rule.clone()), message };
+        let Some(rule) = rules.iter_mut().find(|r| r.id == ex.rule) else {
+            if !seen.contains_key(&ex.rule) {
+                errors.push(error("`[[exception]]` names a rule that does not exist".into()));
+            }
+            continue;
+        };
+        let combined = match &rule.except {
+            Some(old) => terms_pattern(&ex.terms, false).map(|p| format!("{}|{p}", old.as_str())),
+            None => terms_pattern(&ex.terms, false),
+        };
+        match combined.and_then(|p| compile(&p).map_err(|e| e.to_string())) {
+            Ok(re) => rule.except = Some(re),
+            Err(e) => errors.push(error(format!("bad exception terms: {e}"))),
+        }
+    }
+    let phrases = if extras.phrases.is_empty() {
+        None
+    } else {
+        match terms_pattern(&extras.phrases, false).and_then(|p| compile(&p).map_err(|e| e.to_string())) {
+            Ok(re) => Some(re),
+            Err(e) => {
+                errors.push(dir_error(dir, format!("bad allowlisted phrases: {e}")));
+                None
+            }
+        }
+    };
     if errors.is_empty() {
-        Ok(rules)
+        Ok((rules, Allowlist { accounts: AccountAllowlist::new(&extras.accounts), phrases }))
     } else {
         Err(errors)
     }
@@ -389,6 +678,10 @@ pub fn load_rules(dir: &Path) -> Result<Vec<Rule>, Vec<PatternError>> {
 
 /// Parse one file's text; problems go to `errors`, good rules are returned.
 pub fn parse_file(file: &Path, text: &str, errors: &mut Vec<PatternError>) -> Vec<Rule> {
+    parse_file_full(file, text, errors).0
+}
+
+fn parse_file_full(file: &Path, text: &str, errors: &mut Vec<PatternError>) -> (Vec<Rule>, FileExtras) {
     let raw: RawFile = match toml::from_str(text) {
         Ok(r) => r,
         Err(e) => {
@@ -398,9 +691,39 @@ pub fn parse_file(file: &Path, text: &str, errors: &mut Vec<PatternError>) -> Ve
                 rule: None,
                 message: e.message().trim().to_string(),
             });
-            return vec![];
+            return (vec![], FileExtras::default());
         }
     };
+    let mut extras = FileExtras::default();
+    if let Some(a) = raw.allowlist {
+        extras.accounts = a.accounts;
+        if let Some(p) = a.phrases {
+            if p.get_ref().iter().any(|t| t.trim().is_empty()) {
+                errors.push(PatternError {
+                    file: file.to_path_buf(),
+                    line: Some(line_of(text, p.span().start)),
+                    rule: None,
+                    message: "an allowlisted phrase is empty".into(),
+                });
+            }
+            extras.phrases = p.into_inner().into_iter().filter(|t| !t.trim().is_empty()).collect();
+        }
+    }
+    for ex in raw.exception {
+        let line = line_of(text, ex.span().start);
+        let ex = ex.into_inner();
+        let _ = &ex.description;
+        if ex.terms.get_ref().iter().all(|t| t.trim().is_empty()) {
+            errors.push(PatternError {
+                file: file.to_path_buf(),
+                line: Some(line),
+                rule: Some(ex.rule.clone()),
+                message: "`[[exception]]` has no terms".into(),
+            });
+            continue;
+        }
+        extras.exceptions.push(PendingException { rule: ex.rule, terms: ex.terms.into_inner(), file: file.to_path_buf(), line });
+    }
     let mut out = Vec::new();
     for spanned in raw.rule {
         let line = line_of(text, spanned.span().start);
@@ -496,8 +819,9 @@ pub fn parse_file(file: &Path, text: &str, errors: &mut Vec<PatternError>) -> Ve
                 ok.then_some(fl)
             }
         };
-        let pattern = match (&raw.regex, &raw.terms) {
-            (Some(r), None) => {
+        let mut wordlist = None;
+        let pattern = match (&raw.regex, &raw.terms, &raw.wordlist) {
+            (Some(r), None, None) => {
                 let p = ascii_word_boundaries(r.get_ref());
                 let p = if raw.case_sensitive { p } else { format!("(?i){p}") };
                 match compile(&p) {
@@ -508,7 +832,7 @@ pub fn parse_file(file: &Path, text: &str, errors: &mut Vec<PatternError>) -> Ve
                     }
                 }
             }
-            (None, Some(t)) => match terms_pattern(t.get_ref(), raw.case_sensitive) {
+            (None, Some(t), None) => match terms_pattern(t.get_ref(), raw.case_sensitive) {
                 Ok(p) => match compile(&p) {
                     Ok(re) => Some((p, re)),
                     Err(e) => {
@@ -521,14 +845,34 @@ pub fn parse_file(file: &Path, text: &str, errors: &mut Vec<PatternError>) -> Ve
                     None
                 }
             },
-            (Some(_), Some(_)) => {
-                err(None, "a rule has either `regex` or `terms`, not both".into());
+            (None, None, Some(w)) => match Wordlist::parse(w.get_ref()) {
+                Ok(w) => {
+                    wordlist = Some(w);
+                    Some((NEVER.to_string(), compile(NEVER).expect("the never-matching regex compiles")))
+                }
+                Err(e) => {
+                    err(Some(w.span().start), e);
+                    None
+                }
+            },
+            (None, None, None) => {
+                err(None, "missing `regex`, `terms` or `wordlist`".into());
                 None
             }
-            (None, None) => {
-                err(None, "missing `regex` or `terms`".into());
+            _ => {
+                err(None, "a rule has exactly one of `regex`, `terms` or `wordlist`".into());
                 None
             }
+        };
+        let except = match &raw.except {
+            None => Ok(None),
+            Some(t) => match terms_pattern(t.get_ref(), false).and_then(|p| compile(&p).map_err(|e| e.to_string())) {
+                Ok(re) => Ok(Some(re)),
+                Err(e) => {
+                    err(Some(t.span().start), format!("bad `except`: {e}"));
+                    Err(())
+                }
+            },
         };
         let mut context = |c: &Option<Spanned<RawContext>>, name: &str| -> Result<Option<Context>, ()> {
             let Some(c) = c else { return Ok(None) };
@@ -564,10 +908,17 @@ pub fn parse_file(file: &Path, text: &str, errors: &mut Vec<PatternError>) -> Ve
             failed = true;
         }
         let _ = &raw.description;
-        match (kind, severity, languages, fields, pattern, near, not_near) {
-            (Some(kind), Some(severity), Some(languages), Some(fields), Some((pattern, regex)), Ok(near), Ok(not_near))
-                if !failed =>
-            {
+        match (kind, severity, languages, fields, pattern, near, not_near, except) {
+            (
+                Some(kind),
+                Some(severity),
+                Some(languages),
+                Some(fields),
+                Some((pattern, regex)),
+                Ok(near),
+                Ok(not_near),
+                Ok(except),
+            ) if !failed => {
                 out.push(Rule {
                     id: raw.id,
                     kind,
@@ -580,6 +931,8 @@ pub fn parse_file(file: &Path, text: &str, errors: &mut Vec<PatternError>) -> Ve
                     regex,
                     near,
                     not_near,
+                    except,
+                    wordlist,
                     examples_match: raw.examples_match,
                     examples_no_match: raw.no_match,
                     file: file.to_path_buf(),
@@ -589,8 +942,11 @@ pub fn parse_file(file: &Path, text: &str, errors: &mut Vec<PatternError>) -> Ve
             _ => {}
         }
     }
-    out
+    (out, extras)
 }
+
+/// A regex that matches nothing: the set's entry for a word-list rule.
+const NEVER: &str = r"[^\s\S]";
 
 fn compile(pattern: &str) -> Result<Regex, regex::Error> {
     RegexBuilder::new(pattern).size_limit(8 << 20).dfa_size_limit(8 << 20).build()
@@ -653,9 +1009,9 @@ pub struct ExampleReport {
 
 /// Run every rule's `examples` (or only rule `only`), against the loaded rules.
 pub fn test_examples(dir: &Path, forces: &Forces, only: Option<&str>) -> Result<ExampleReport, Vec<PatternError>> {
-    let rules = load_rules(dir)?;
+    let (rules, allowlist) = load_dir(dir)?;
     // The whole directory must also compile together (the set), as a scan would.
-    Detector::from_rules(rules.clone(), forces, dir)?;
+    Detector::from_rules(rules.clone(), allowlist, forces, dir)?;
     let mut report = ExampleReport::default();
     for rule in rules.iter().filter(|r| only.map_or(true, |o| o == r.id)) {
         report.rules_checked += 1;
@@ -787,5 +1143,112 @@ match = ["raid tomorrow"]
         assert!(r.find("a basket of apples", &mut WordIndex::new()).is_empty());
         assert!(!r.find("pints🍺🍺", &mut WordIndex::new()).is_empty());
         assert_eq!(ascii_word_boundaries(r"\bPC\b \\b"), r"(?-u:\b)PC(?-u:\b) \\b");
+    }
+
+    const TWO_RULES: &str = r#"
+[[rule]]
+id = "gh.free"
+category = "gifts_hospitality"
+severity = "medium"
+terms = ["free coffee", "on the house"]
+match = ["free coffee again"]
+
+[[rule]]
+id = "pd.reg"
+category = "personal_data"
+severity = "high"
+case_sensitive = true
+regex = '\b[A-Z]{2}[0-9]{2} ?[A-Z]{3}\b'
+except = ["AB12 CDE"]
+match = ["KR19 HBT"]
+no_match = ["the plate AB12 CDE is the example one"]
+"#;
+
+    #[test]
+    fn allowlisted_accounts_phrases_and_rule_exceptions_apply() {
+        use crate::model::{Account, Category, Identity};
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "rules.toml", TWO_RULES);
+        write(
+            dir.path(),
+            "allowlist.toml",
+            r#"
+[allowlist]
+accounts = ["@KentPolice@police.example", "bluesky:did:plc:comms1"]
+phrases = ["free coffee morning"]
+
+[[exception]]
+rule = "pd.reg"
+terms = ["WX70 ABC"]
+"#,
+        );
+        let d = Detector::load(dir.path(), &Forces::embedded()).unwrap();
+        // Phrases: "free coffee morning" (a community event) is removed before the rules run,
+        // "free coffee" alone still fires, and spans still point into the original text.
+        let c = &d.classifier;
+        assert!(c.classify_text("Free coffee morning at the station on Saturday, all welcome", None).categories.is_empty());
+        let text = "Free coffee morning done. Then free coffee from the garage again";
+        let r = c.classify_text(text, None);
+        assert_eq!(r.categories, vec![Category::GiftsHospitality], "{r:?}");
+        assert_eq!(&text[r.findings[0].spans[0].clone()], "free coffee");
+        assert!(r.findings[0].spans[0].start > 30);
+        // Per-rule exceptions: in the rule (`except`) and in an `[[exception]]` table.
+        assert!(c.classify_text("stopped AB12 CDE", None).categories.is_empty());
+        assert!(c.classify_text("stopped WX70 ABC", None).categories.is_empty());
+        assert_eq!(c.classify_text("stopped KR19 HBT", None).categories, vec![Category::PersonalData]);
+        // Accounts: by handle (any case, `@` optional) or platform:id, never serving.
+        let serving_bio = "PC 4412, response, Kent Police. Views my own.";
+        let acc = |handle: &str, platform: &str, id: &str| Account {
+            platform: platform.into(),
+            platform_id: id.into(),
+            handle: handle.into(),
+            display_name: "".into(),
+            bio: serving_bio.into(),
+            profile_url: None,
+        };
+        let none = crate::identify::PostSignals::default();
+        let v = d.identifier.identify(&acc("kentpolice@police.example", "mastodon", "9"), &none);
+        assert_eq!(v.identity, Identity::Official, "{v:?}");
+        assert_eq!(v.evidence[0].signal, crate::identify::ALLOWLIST_SIGNAL);
+        assert_eq!(
+            d.identifier.identify(&acc("comms.bsky.example", "bluesky", "did:plc:comms1"), &none).identity,
+            Identity::Official
+        );
+        assert_ne!(
+            d.identifier.identify(&acc("someone.bsky.example", "bluesky", "did:plc:x"), &none).identity,
+            Identity::Official
+        );
+    }
+
+    #[test]
+    fn an_exception_for_a_missing_rule_is_an_error_with_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "rules.toml", TWO_RULES);
+        write(dir.path(), "allowlist.toml", "\n[[exception]]\nrule = \"pd.nope\"\nterms = [\"x\"]\n");
+        let errors = load_dir(dir.path()).unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        let e = errors[0].to_string();
+        assert!(e.contains("allowlist.toml:2") && e.contains("pd.nope") && e.contains("does not exist"), "{e}");
+    }
+
+    #[test]
+    fn wordlist_rules_find_listed_words_at_the_chosen_severity_only() {
+        let r = one(r#"[[rule]]
+id = "do.list"
+category = "discriminatory_offensive"
+severity = "high"
+wordlist = "rustrict:offensive:severe"
+except = ["chink in the armour"]
+match = ["x"]
+"#);
+        let f = |t: &str| r.find(t, &mut WordIndex::new()).into_iter().map(|s| t[s].to_string()).collect::<Vec<_>>();
+        assert_eq!(f("what a bunch of f4ggots honestly"), vec!["f4ggots"]);
+        // Mild swearing is not what this rule asks for; an idiom is excepted.
+        assert!(f("fucking hell, what a shit shift").is_empty());
+        assert!(f("found the chink in the armour of his alibi").is_empty());
+        let bad = ["rustrict:offensive", "rustrict:rude:severe", "other:offensive:severe", "rustrict:offensive:extreme"];
+        for w in bad {
+            assert!(Wordlist::parse(w).is_err(), "{w}");
+        }
     }
 }
