@@ -99,9 +99,11 @@ fn every_reddit_payload_parses() {
     assert!(l.bad.is_empty(), "{:?}", l.bad);
     assert_eq!((l.items.len(), l.after.as_deref(), l.before.as_deref()), (100, Some("t3_21oo"), None));
     assert_eq!(l.items.last().unwrap().fullname(), "t3_21oo");
-    for w in l.items.windows(2) {
-        assert!(fullname_cmp(w[0].fullname(), w[1].fullname()).is_gt(), "{} then {}", w[0].fullname(), w[1].fullname());
-    }
+    // Newest first by time; but ids do not always grow with time (2006 posts here), so the
+    // source orders by `created_utc`, and compares ids only when it has no time.
+    assert!(l.items.windows(2).all(|w| w[0].created_utc() >= w[1].created_utc()));
+    let id_inversions = l.items.windows(2).filter(|w| fullname_cmp(w[0].fullname(), w[1].fullname()).is_lt()).count();
+    assert_eq!(id_inversions, 2);
     let posts: Vec<_> = l.items.iter().filter_map(|i| to_post(i, "spez")).collect();
     assert_eq!(posts.len(), 100);
     assert!(posts.iter().all(|p| p.author_id == "spez" && p.lang_hints.is_empty() && p.alt_texts.is_empty()));

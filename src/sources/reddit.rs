@@ -20,7 +20,8 @@
 //! Reddit's `before` returns nothing when its anchor item has since been deleted, which would
 //! look like "nothing new" for ever; so when a `before` read comes back empty and the anchor has
 //! not been checked for `anchor_check_days`, the newest page is read once without `before` and
-//! only items newer than the anchor (fullnames are base-36 and grow with time) are kept.
+//! only items posted after the anchor are kept (by `created_utc`, stored with the anchor: the
+//! recorded listings show that ids do not always grow with time).
 //!
 //! Users who set `hide_from_robots` are skipped (configurable) and counted in
 //! [`Page::opted_out`]. The cursor of a page moves only what that page read, so a scan killed at
@@ -339,6 +340,14 @@ impl Item {
         }
     }
 
+    /// Epoch seconds (Reddit's listings are ordered by it, newest first).
+    pub fn created_utc(&self) -> f64 {
+        match self {
+            Item::Link(l) => l.created_utc,
+            Item::Comment(c) => c.created_utc,
+        }
+    }
+
     pub fn author(&self) -> &str {
         match self {
             Item::Link(l) => &l.author,
@@ -536,15 +545,20 @@ pub enum SubListing {
     Comments,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Mark {
     /// Fullname of the newest post stored (`before` anchor).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub submitted: Option<String>,
+    /// Its `created_utc`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub submitted_utc: Option<f64>,
     /// Fullname of the newest comment stored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comments: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comments_utc: Option<f64>,
     /// Day the anchors were last checked to still exist.
     pub anchors_checked: NaiveDate,
 }
@@ -589,11 +603,39 @@ pub struct RedditSource {
     token: Option<Token>,
 }
 
+/// The newest item stored of a listing: `before` starts from it.
+#[derive(Debug, Clone, PartialEq)]
+struct Anchor {
+    name: String,
+    utc: Option<f64>,
+}
+
+impl Anchor {
+    /// Whether `item` came after this anchor: by time when the anchor's is known (an item of
+    /// the same second counts; the store ignores a post it already has), else by id.
+    fn precedes(&self, item: &Item) -> bool {
+        if item.fullname().eq_ignore_ascii_case(&self.name) {
+            return false;
+        }
+        match self.utc {
+            Some(t) => item.created_utc() >= t,
+            None => fullname_cmp(item.fullname(), &self.name).is_gt(),
+        }
+    }
+}
+
+fn newest_item(items: &[Item]) -> Option<Anchor> {
+    items
+        .iter()
+        .max_by(|a, b| a.created_utc().total_cmp(&b.created_utc()).then_with(|| fullname_cmp(a.fullname(), b.fullname())))
+        .map(|i| Anchor { name: i.fullname().to_string(), utc: Some(i.created_utc()) })
+}
+
 /// What a user's listing read gave.
 struct ListingRead {
     items: Vec<Item>,
-    /// The new anchor (newest fullname known).
-    newest: Option<String>,
+    /// The new anchor: the newest item known (fullname, created_utc).
+    newest: Option<Anchor>,
     /// The anchor was checked (read without `before`).
     checked: bool,
 }
@@ -658,17 +700,18 @@ impl RedditSource {
     }
 
     /// GET an API URL with the token; a 401 renews the token once and repeats the request.
-    async fn api_get(&mut self, url: &Url) -> Result<HttpResponse, HttpError> {
-        let token = self.token(false).await.map_err(|e| setup_as_http(url, e))?;
-        let http = self.http().map_err(|e| setup_as_http(url, e))?.clone();
-        match http.get(url, Some(&token)).await {
+    /// The outer error is the token's (the source cannot go on); the inner one the request's.
+    async fn api_get(&mut self, url: &Url) -> Result<Result<HttpResponse, HttpError>, SourceError> {
+        let token = self.token(false).await?;
+        let http = self.http()?.clone();
+        Ok(match http.get(url, Some(&token)).await {
             Err(e) if e.status() == Some(401) => {
                 debug!(source = %self.name, "token refused (401): renewing it once");
-                let token = self.token(true).await.map_err(|e| setup_as_http(url, e))?;
+                let token = self.token(true).await?;
                 http.get(url, Some(&token)).await
             }
             other => other,
-        }
+        })
     }
 
     /// Discovery step at `pass`: queue what it finds; the next position, `None` at the end.
@@ -702,7 +745,7 @@ impl RedditSource {
                     query.push(("after", a.clone()));
                 }
                 let url = self.endpoint(&path, &query)?;
-                let resp = match self.api_get(&url).await {
+                let resp = match self.api_get(&url).await? {
                     Ok(r) => r,
                     // Private, banned or missing: note it, and go on with the next listing.
                     Err(e) if matches!(e.status(), Some(403 | 404 | 451)) => {
@@ -742,7 +785,7 @@ impl RedditSource {
     /// Read one user: profile, then what is new in their posts and comments.
     async fn read_user(&mut self, user: &str, cur: &mut Cursor, page: &mut Page) -> Result<(), SourceError> {
         let url = self.endpoint(&format!("user/{user}/about"), &[])?;
-        let resp = match self.api_get(&url).await {
+        let resp = match self.api_get(&url).await? {
             Ok(r) => r,
             Err(e) if matches!(e.status(), Some(400 | 403 | 404 | 410)) => {
                 page.skipped.push(format!("{}: u/{user} unavailable (deleted, suspended or not found): {e}", self.name));
@@ -772,10 +815,11 @@ impl RedditSource {
         let mark = cur.users.get(&key).cloned();
         let check_due =
             mark.as_ref().map_or(true, |m| (today - m.anchors_checked).num_days() >= self.cfg.anchor_check_days as i64);
-        let submitted =
-            self.read_listing(&about.name, "submitted", mark.as_ref().and_then(|m| m.submitted.clone()), check_due, page).await?;
-        let comments =
-            self.read_listing(&about.name, "comments", mark.as_ref().and_then(|m| m.comments.clone()), check_due, page).await?;
+        let anchor = |name: Option<&String>, utc: Option<f64>| name.map(|n| Anchor { name: n.clone(), utc });
+        let submitted_anchor = mark.as_ref().and_then(|m| anchor(m.submitted.as_ref(), m.submitted_utc));
+        let comments_anchor = mark.as_ref().and_then(|m| anchor(m.comments.as_ref(), m.comments_utc));
+        let submitted = self.read_listing(&about.name, "submitted", submitted_anchor, check_due, page).await?;
+        let comments = self.read_listing(&about.name, "comments", comments_anchor, check_due, page).await?;
         let (Some(submitted), Some(comments)) = (submitted, comments) else {
             // A listing could not be read: the profile still counts, the marks stay.
             page.accounts.push(account);
@@ -786,7 +830,17 @@ impl RedditSource {
         } else {
             mark.as_ref().map(|m| m.anchors_checked).unwrap_or(today)
         };
-        cur.users.insert(key, Mark { submitted: submitted.newest, comments: comments.newest, anchors_checked: checked });
+        let (s, c) = (submitted.newest.clone(), comments.newest.clone());
+        cur.users.insert(
+            key,
+            Mark {
+                submitted: s.as_ref().map(|a| a.name.clone()),
+                submitted_utc: s.and_then(|a| a.utc),
+                comments: c.as_ref().map(|a| a.name.clone()),
+                comments_utc: c.and_then(|a| a.utc),
+                anchors_checked: checked,
+            },
+        );
         for item in submitted.items.iter().chain(&comments.items) {
             if !item.author().eq_ignore_ascii_case(&about.name) {
                 continue;
@@ -805,7 +859,7 @@ impl RedditSource {
         &mut self,
         user: &str,
         what: &str,
-        anchor: Option<String>,
+        anchor: Option<Anchor>,
         check_due: bool,
         page: &mut Page,
     ) -> Result<Option<ListingRead>, SourceError> {
@@ -815,9 +869,9 @@ impl RedditSource {
         let mut items: Vec<Item> = vec![];
         let mut requests = 0u32;
         let mut checked = false;
-        let newer = |i: &Item, a: &Option<String>| a.as_deref().map_or(true, |a| fullname_cmp(i.fullname(), a).is_gt());
+        let newer = |i: &Item| anchor.as_ref().map_or(true, |a| a.precedes(i));
         // Forward from the anchor with `before`, or back from the newest with `after`.
-        let mut before = anchor.clone();
+        let mut before = anchor.as_ref().map(|a| a.name.clone());
         let mut after: Option<String> = None;
         loop {
             let mut query = base.clone();
@@ -832,15 +886,16 @@ impl RedditSource {
             requests += 1;
             if before.is_some() {
                 let first_empty = got.len == 0 && requests == 1;
-                let page_newest = got.items.iter().map(Item::fullname).max_by(|a, b| fullname_cmp(a, b)).map(str::to_string);
-                items.extend(got.items.into_iter().filter(|i| newer(i, &anchor)));
+                // Reddit answers `before` with the block just after the anchor, newest first.
+                let page_newest = newest_item(&got.items).map(|a| a.name);
+                items.extend(got.items.into_iter().filter(|i| newer(i)));
                 if first_empty && check_due {
                     // Nothing after the anchor: perhaps it was deleted. Check the newest page.
                     let Some(newest) = self.fetch_listing(&path, &base, user, page).await? else {
                         return Ok(None);
                     };
                     checked = true;
-                    items.extend(newest.items.into_iter().filter(|i| newer(i, &anchor)));
+                    items.extend(newest.items.into_iter().filter(|i| newer(i)));
                     break;
                 }
                 if got.len < limit || items.len() >= self.cfg.max_new_items_per_user as usize || page_newest.is_none() {
@@ -855,9 +910,9 @@ impl RedditSource {
                 after = got.after;
             }
         }
-        let newest =
-            items.iter().map(Item::fullname).chain(anchor.as_deref()).max_by(|a, b| fullname_cmp(a, b)).map(str::to_string);
-        Ok(Some(ListingRead { items, newest, checked: checked || anchor.is_none() }))
+        let checked = checked || anchor.is_none();
+        let newest = newest_item(&items).or(anchor);
+        Ok(Some(ListingRead { items, newest, checked }))
     }
 
     async fn fetch_listing(
@@ -868,7 +923,7 @@ impl RedditSource {
         page: &mut Page,
     ) -> Result<Option<ListingPage>, SourceError> {
         let url = self.endpoint(path, query)?;
-        let resp = match self.api_get(&url).await {
+        let resp = match self.api_get(&url).await? {
             Ok(r) => r,
             Err(e) if matches!(e.status(), Some(403 | 404 | 410)) => {
                 page.skipped.push(format!("{}: listing of u/{user} unavailable: {e}", self.name));
@@ -909,11 +964,6 @@ pub fn parse_token(resp: &HttpResponse) -> Result<(String, Duration), SourceErro
             error_message(&resp.body).unwrap_or_else(|| "no access_token in the answer".into())
         ))),
     }
-}
-
-/// A setup failure met while making a request, as that request's error.
-fn setup_as_http(url: &Url, e: SourceError) -> HttpError {
-    HttpError { method: "GET", url: url.to_string(), kind: super::http::HttpErrorKind::Other(e.to_string()), attempts: 0 }
 }
 
 #[async_trait]
@@ -1001,7 +1051,9 @@ mod tests {
             "pc_sam".into(),
             Mark {
                 submitted: Some("t3_abc".into()),
+                submitted_utc: Some(1_764_000_000.5),
                 comments: None,
+                comments_utc: None,
                 anchors_checked: NaiveDate::from_ymd_opt(2026, 12, 1).unwrap(),
             },
         );
