@@ -410,20 +410,22 @@ async fn scan(config: &Config) -> Result<u8> {
     bar.finish_and_clear();
     let report = result.context("scan stopped: database error")?;
     println!(
-        "{:<20} {:>8} {:>10} {:>8} {:>6} {:>10} {:>6}  error",
-        "source", "accounts", "identified", "posts", "hits", "suppressed", "errors"
+        "{:<20} {:>8} {:>10} {:>8} {:>6} {:>10} {:>9} {:>8} {:>6}  error",
+        "source", "accounts", "identified", "posts", "hits", "suppressed", "opted_out", "rl_waits", "errors"
     );
     for s in &report.summaries {
         println!(
-            "{:<20} {:>8} {:>10} {:>8} {:>6} {:>10} {:>6}  {}",
+            "{:<20} {:>8} {:>10} {:>8} {:>6} {:>10} {:>9} {:>8} {:>6}  {}",
             s.source,
             s.accounts_seen,
             s.identified,
             s.posts_read,
             s.hits,
             s.suppressed,
+            s.opted_out,
+            s.rate_limit_waits,
             s.errors,
-            s.error.as_deref().unwrap_or("-")
+            s.error.as_deref().map(|e| one_line(e, 200)).unwrap_or_else(|| "-".into())
         );
     }
     if report.summaries.is_empty() {
@@ -871,10 +873,19 @@ async fn status(store: &Store) -> Result<u8> {
     println!("database: {} bytes; hits not yet sent: {}", st.database_bytes, st.unsent_hits);
     println!("sources:");
     for s in &st.sources {
+        let last_run = match (s.last_run_rate_limit_waits, s.last_run_opted_out) {
+            (Some(waits), Some(opted_out)) => format!(
+                "last run: {waits} rate-limit wait{}{}, {opted_out} opted out",
+                if waits == 1 { "" } else { "s" },
+                if waits > 0 { " (throttled)" } else { "" }
+            ),
+            _ => "last run: -".into(),
+        };
         println!(
-            "  {:<20} cursor {:<24} last success {:<25} last error {}",
+            "  {:<20} cursor {:<24} {} last success {:<25} last error {}",
             s.source,
             s.cursor.as_deref().map(|c| one_line(c, 24)).unwrap_or_else(|| "-".into()),
+            last_run,
             s.last_success.map(|t| t.to_rfc3339()).unwrap_or_else(|| "never".into()),
             match (&s.last_error, s.last_error_at) {
                 (Some(e), Some(at)) => format!("{} ({})", one_line(e, 120), at.to_rfc3339()),
@@ -888,13 +899,17 @@ async fn status(store: &Store) -> Result<u8> {
         let total: u64 = r.summaries.iter().map(|s| s.hits).sum();
         let failed = r.summaries.iter().filter(|s| s.error.is_some()).count();
         let suppressed: u64 = r.summaries.iter().map(|s| s.suppressed).sum();
+        let opted_out: u64 = r.summaries.iter().map(|s| s.opted_out).sum();
+        let waits: u64 = r.summaries.iter().map(|s| s.rate_limit_waits).sum();
         println!(
-            "  run {:<5} started {} {} hits {}, suppressed {}, failed sources {}",
+            "  run {:<5} started {} {} hits {}, suppressed {}, opted out {}, rate-limit waits {}, failed sources {}",
             r.id,
             r.started_at.to_rfc3339(),
             r.finished_at.map(|t| format!("finished {}", t.to_rfc3339())).unwrap_or_else(|| "(did not finish)".into()),
             total,
             suppressed,
+            opted_out,
+            waits,
             failed
         );
     }

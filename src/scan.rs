@@ -74,14 +74,16 @@ pub async fn scan_source(
             Err(e) => {
                 warn!(source = name, error = %e, "source failed");
                 summary.errors += 1;
+                // A source that gave up because the platform asked for a longer wait than allowed
+                // was throttled too: count the wait it would not make.
+                if is_rate_limited(&e) {
+                    summary.rate_limit_waits += 1;
+                }
                 summary.error = Some(e.to_string());
                 break;
             }
         };
-        for skipped in &page.skipped {
-            warn!(source = name, record = %skipped, "skipped a record");
-        }
-        summary.errors += page.skipped.len() as u64;
+        tally_page(name, &page, &mut summary);
         let done = page.done;
         let commit = process_page(name, page, store, detector, &mut summary, &mut seen_accounts).await?;
         let next_cursor = commit.cursor.clone();
@@ -104,9 +106,27 @@ pub async fn scan_source(
         hits = summary.hits,
         suppressed = summary.suppressed,
         errors = summary.errors,
+        opted_out = summary.opted_out,
+        rate_limit_waits = summary.rate_limit_waits,
         "source scanned"
     );
     Ok(summary)
+}
+
+/// Count what a page reports beside its accounts and posts: records skipped as unreadable
+/// (errors), accounts skipped because their owner opted out (not errors), and forced waits for a
+/// rate limit.
+fn tally_page(source_name: &str, page: &Page, summary: &mut SourceSummary) {
+    for skipped in &page.skipped {
+        warn!(source = source_name, record = %skipped, "skipped a record");
+    }
+    summary.errors += page.skipped.len() as u64;
+    summary.opted_out += page.opted_out;
+    summary.rate_limit_waits += page.rate_limit_waits;
+}
+
+fn is_rate_limited(e: &sources::SourceError) -> bool {
+    matches!(e, sources::SourceError::Http(h) if matches!(h.kind, sources::http::HttpErrorKind::RateLimited { .. }))
 }
 
 /// Identify the authors on a page and classify the posts of those who are serving police.
@@ -202,6 +222,77 @@ mod tests {
 
     fn finding(rule: &str, category: Category, severity: Severity, matched: &str) -> Finding {
         Finding { rule_id: rule.into(), category, severity, spans: std::iter::once(0..1).collect(), matched: matched.into() }
+    }
+
+    /// A source that hands out prepared pages (or errors) in order.
+    struct Scripted {
+        pages: std::collections::VecDeque<Result<Page, sources::SourceError>>,
+    }
+
+    #[async_trait::async_trait]
+    impl Source for Scripted {
+        fn name(&self) -> &str {
+            "scripted"
+        }
+        async fn next_page(&mut self, _cursor: Option<&str>) -> Result<Page, sources::SourceError> {
+            self.pages.pop_front().expect("the scan asked for a page after `done` or an error")
+        }
+    }
+
+    fn page(n: u64, skipped: usize, opted_out: u64, waits: u64, done: bool) -> Page {
+        Page {
+            skipped: (0..skipped).map(|i| format!("record {i} unreadable")).collect(),
+            opted_out,
+            rate_limit_waits: waits,
+            cursor: Some(format!("c{n}")),
+            done,
+            ..Default::default()
+        }
+    }
+
+    async fn scan_scripted(pages: Vec<Result<Page, sources::SourceError>>) -> (SourceSummary, Option<String>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("m.db")).await.unwrap();
+        let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let detector = Detector::load(&repo.join("patterns"), &crate::forces::Forces::embedded()).unwrap();
+        let entry = SourceEntry {
+            name: "scripted".into(),
+            enabled: true,
+            kind: crate::config::SourceConfig::Replay(crate::sources::replay::ReplayConfig {
+                dir: dir.path().to_path_buf(),
+                page_size: 1,
+            }),
+        };
+        let mut src = Scripted { pages: pages.into_iter().collect() };
+        let summary = scan_source(&entry, &mut src, &store, &detector, &|_| {}).await.unwrap();
+        (summary, store.cursor("scripted").await.unwrap())
+    }
+
+    #[tokio::test]
+    async fn opt_outs_and_rate_limit_waits_are_summed_apart_from_errors() {
+        let (s, cursor) =
+            scan_scripted(vec![Ok(page(1, 2, 3, 1, false)), Ok(page(2, 0, 4, 0, false)), Ok(page(3, 1, 0, 2, true))]).await;
+        assert_eq!((s.errors, s.opted_out, s.rate_limit_waits), (3, 7, 3));
+        assert!(s.error.is_none());
+        assert_eq!(cursor.as_deref(), Some("c3"));
+    }
+
+    #[tokio::test]
+    async fn a_source_that_gives_up_on_a_rate_limit_counts_it_and_keeps_earlier_counts() {
+        let refused = sources::SourceError::Http(sources::http::HttpError {
+            method: "GET",
+            url: "https://oauth.example/user/x/about".into(),
+            kind: sources::http::HttpErrorKind::RateLimited { wait_secs: 3600, max_secs: 900 },
+            attempts: 1,
+        });
+        let (s, cursor) = scan_scripted(vec![Ok(page(1, 0, 1, 2, false)), Err(refused)]).await;
+        assert_eq!((s.errors, s.opted_out, s.rate_limit_waits), (1, 1, 3));
+        assert!(s.error.as_deref().unwrap().contains("rate limited"), "{:?}", s.error);
+        assert_eq!(cursor.as_deref(), Some("c1"), "the failed page moved nothing");
+        // Any other failure is not a rate-limit wait.
+        let other = sources::SourceError::Setup("environment variable X is not set".into());
+        let (s, _) = scan_scripted(vec![Err(other)]).await;
+        assert_eq!((s.errors, s.rate_limit_waits), (1, 0));
     }
 
     #[test]

@@ -514,8 +514,9 @@ async fn opted_out_accounts_and_reblogs_are_skipped_alt_texts_and_warnings_kept(
     assert_eq!(page.posts[0].alt_texts, ["officers holding pints"]);
     assert_eq!(page.posts[0].lang_hints, ["en"]);
     let skipped = page.skipped.join("\n");
-    assert!(skipped.contains("@quiet@") && skipped.contains("noindex"), "{skipped}");
-    assert!(skipped.contains("@private@") && skipped.contains("indexable: false"), "{skipped}");
+    // Opt-outs are respected and counted apart from errors.
+    assert_eq!(page.opted_out, 2);
+    assert!(!skipped.contains("@quiet@") && !skipped.contains("@private@"), "{skipped}");
     assert!(skipped.contains("@gone not found"), "{skipped}");
     assert!(requests_to(&server, "/api/v1/accounts/1/statuses").await.is_empty(), "nothing of an opted-out account is read");
 
@@ -525,6 +526,7 @@ async fn opted_out_accounts_and_reblogs_are_skipped_alt_texts_and_warnings_kept(
     let mut src = source(&server, "handles = [\"quiet\", \"private\"]\nskip_noindex = false\nskip_not_indexable = false");
     let (pages, _) = run(&mut src, None).await;
     assert_eq!(pages[0].accounts.len(), 2);
+    assert_eq!(pages[0].opted_out, 0);
 }
 
 #[tokio::test]

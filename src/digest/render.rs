@@ -751,6 +751,7 @@ pub(crate) mod tests {
             errors: 0,
             error: error.map(str::to_string),
             suppressed: 0,
+            ..Default::default()
         }
     }
 

@@ -81,8 +81,10 @@ impl Default for HttpSettings {
 
 /// A failed request: which URL, what went wrong, after how many attempts.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("GET {url}: {kind} (after {attempts} attempt{})", if *.attempts == 1 { "" } else { "s" })]
+#[error("{method} {url}: {kind} (after {attempts} attempt{})", if *.attempts == 1 { "" } else { "s" })]
 pub struct HttpError {
+    /// `GET` or `POST`.
+    pub method: &'static str,
     pub url: String,
     pub kind: HttpErrorKind,
     pub attempts: u32,
@@ -211,6 +213,22 @@ impl std::fmt::Debug for HttpClient {
     }
 }
 
+/// Credentials of one request (sent only in headers, never in the URL).
+#[derive(Clone, Copy)]
+enum Auth<'a> {
+    Bearer(&'a str),
+    Basic(&'a str, &'a str),
+}
+
+/// One request as [`HttpClient::send`] repeats it.
+struct Request<'a> {
+    method: &'static str,
+    url: &'a Url,
+    auth: Option<Auth<'a>>,
+    extra: &'a [(reqwest::header::HeaderName, String)],
+    form: Option<&'a [(&'a str, &'a str)]>,
+}
+
 /// `exposure-monitor/VERSION (+contact)`: names the program and whom the platform can contact.
 pub fn user_agent(operator_contact: &str) -> String {
     let base = concat!(env!("CARGO_PKG_NAME"), "/", env!("CARGO_PKG_VERSION"));
@@ -230,6 +248,7 @@ impl HttpClient {
         headers.insert(
             USER_AGENT,
             HeaderValue::from_str(&ua).map_err(|e| HttpError {
+                method: "GET",
                 url: String::new(),
                 kind: HttpErrorKind::Other(format!("operator contact cannot go in a User-Agent header: {e}")),
                 attempts: 0,
@@ -242,7 +261,12 @@ impl HttpClient {
             .timeout(settings.total_timeout)
             .redirect(reqwest::redirect::Policy::limited(5))
             .build()
-            .map_err(|e| HttpError { url: String::new(), kind: HttpErrorKind::Other(e.to_string()), attempts: 0 })?;
+            .map_err(|e| HttpError {
+                method: "GET",
+                url: String::new(),
+                kind: HttpErrorKind::Other(e.to_string()),
+                attempts: 0,
+            })?;
         let rps = NonZeroU32::new(settings.max_requests_per_second.max(1)).expect("at least 1");
         let pacer = Arc::new(RateLimiter::keyed(Quota::per_second(rps)));
         Ok(HttpClient { client, settings, hosts, pacer, stats: Arc::new(HttpStats::default()) })
@@ -269,9 +293,24 @@ impl HttpClient {
         bearer: Option<&str>,
         extra: &[(reqwest::header::HeaderName, String)],
     ) -> Result<HttpResponse, HttpError> {
+        let auth = bearer.map(Auth::Bearer);
+        self.send(&Request { method: "GET", url, auth, extra, form: None }).await
+    }
+
+    /// POST a form (`application/x-www-form-urlencoded`) with HTTP Basic client authentication,
+    /// e.g. an OAuth token request, under the same rules as [`get`](Self::get): pacing, 429
+    /// waits, bounded retries, timeouts and the body cap. Only use it for requests that are
+    /// safe to repeat (a token grant is).
+    pub async fn post_form(&self, url: &Url, basic: (&str, &str), form: &[(&str, &str)]) -> Result<HttpResponse, HttpError> {
+        let auth = Some(Auth::Basic(basic.0, basic.1));
+        self.send(&Request { method: "POST", url, auth, extra: &[], form: Some(form) }).await
+    }
+
+    async fn send(&self, req: &Request<'_>) -> Result<HttpResponse, HttpError> {
+        let url = req.url;
         let key = host_key(url);
         let host = self.hosts.host(&key, self.settings.max_concurrent_per_host);
-        let fail = |kind, attempts| HttpError { url: url.to_string(), kind, attempts };
+        let fail = |kind, attempts| HttpError { method: req.method, url: url.to_string(), kind, attempts };
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
@@ -293,7 +332,7 @@ impl HttpClient {
             let permit = host.permits.acquire().await.expect("semaphore never closed");
             host.rate.lock().expect("rate lock").last_request = Some(Instant::now());
             self.stats.requests.fetch_add(1, Ordering::Relaxed);
-            let outcome = self.attempt(url, bearer, extra).await;
+            let outcome = self.attempt(req).await;
             drop(permit);
 
             let retry_in = match outcome {
@@ -364,21 +403,21 @@ impl HttpClient {
     }
 
     /// One attempt: send, then stream the body up to the cap.
-    async fn attempt(
-        &self,
-        url: &Url,
-        bearer: Option<&str>,
-        extra: &[(reqwest::header::HeaderName, String)],
-    ) -> Result<(StatusCode, HeaderMap, Vec<u8>), HttpErrorKind> {
-        let mut req = self.client.get(url.clone());
-        if !extra.iter().any(|(k, _)| k == reqwest::header::ACCEPT) {
+    async fn attempt(&self, r: &Request<'_>) -> Result<(StatusCode, HeaderMap, Vec<u8>), HttpErrorKind> {
+        let mut req = match r.form {
+            Some(form) => self.client.post(r.url.clone()).form(form),
+            None => self.client.get(r.url.clone()),
+        };
+        if !r.extra.iter().any(|(k, _)| k == reqwest::header::ACCEPT) {
             req = req.header(reqwest::header::ACCEPT, "application/json");
         }
-        for (k, v) in extra {
+        for (k, v) in r.extra {
             req = req.header(k.clone(), v.as_str());
         }
-        if let Some(token) = bearer {
-            req = req.bearer_auth(token);
+        match r.auth {
+            Some(Auth::Bearer(token)) => req = req.bearer_auth(token),
+            Some(Auth::Basic(user, password)) => req = req.basic_auth(user, Some(password)),
+            None => {}
         }
         let mut resp = req.send().await.map_err(classify_error)?;
         let cap = self.settings.max_body_bytes;

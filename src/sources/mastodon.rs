@@ -16,7 +16,7 @@
 //! what that page (and earlier ones) contain, so a scan killed at any point resumes without a
 //! gap or a duplicate. Reblogs are not the author's words and are skipped; so are accounts that
 //! opted out of indexing (`noindex: true`, `indexable: false`, each configurable), which are
-//! counted in [`Page::skipped`]. An account whose `last_status_at` is older than the day before
+//! counted in [`Page::opted_out`]. An account whose `last_status_at` is older than the day before
 //! it was last checked has nothing new and costs no request.
 
 use std::collections::{BTreeMap, HashSet};
@@ -900,7 +900,8 @@ impl Source for MastodonSource {
             }
             let handle = qualified_handle(&a.acct, &domain);
             if let Some(reason) = opt_out_reason(&a, &self.cfg) {
-                page.skipped.push(format!("{}: {handle} opted out of indexing ({reason}), skipped", self.name));
+                debug!(source = %self.name, account = %handle, reason, "opted out of indexing: skipped");
+                page.opted_out += 1;
                 continue;
             }
             let account = to_account(&a, &self.cfg.instance, &domain);

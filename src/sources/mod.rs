@@ -8,6 +8,7 @@
 
 pub mod http;
 pub mod mastodon;
+pub mod reddit;
 pub mod replay;
 pub mod rss;
 
@@ -32,6 +33,9 @@ pub struct Page {
     /// Times the source had to wait for a platform rate limit while reading this page (a 429,
     /// or a budget used up before its reset). Ordinary pacing is not counted.
     pub rate_limit_waits: u64,
+    /// Accounts skipped because their owner opted out (Mastodon `noindex`/`indexable: false`,
+    /// Reddit `hide_from_robots`, Bluesky `!no-unauthenticated`): respected, not errors.
+    pub opted_out: u64,
 }
 
 /// A source failed; the scan reports it and carries on with the other sources.
@@ -80,5 +84,6 @@ pub fn build(entry: &SourceEntry, ctx: &BuildContext) -> Box<dyn Source> {
         SourceConfig::Replay(cfg) => Box::new(replay::ReplaySource::new(entry.name.clone(), cfg.clone())),
         SourceConfig::Mastodon(cfg) => Box::new(mastodon::MastodonSource::new(entry.name.clone(), cfg.clone(), ctx)),
         SourceConfig::Rss(cfg) => Box::new(rss::RssSource::new(entry.name.clone(), cfg.clone(), ctx)),
+        SourceConfig::Reddit(cfg) => Box::new(reddit::RedditSource::new(entry.name.clone(), cfg.clone(), ctx)),
     }
 }

@@ -114,6 +114,13 @@ pub struct SourceSummary {
     /// [`Store::suppressions`]).
     #[serde(default)]
     pub suppressed: u64,
+    /// Times the source had to wait for a platform rate limit (a 429, or a budget used up
+    /// before its reset); ordinary pacing is not counted. A throttled source shows here.
+    #[serde(default)]
+    pub rate_limit_waits: u64,
+    /// Accounts skipped because their owner opted out (respected, not errors).
+    #[serde(default)]
+    pub opted_out: u64,
 }
 
 /// A stored hit, as the digest and `hits` commands see it.
@@ -300,6 +307,10 @@ pub struct SourceState {
     pub last_success: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
     pub last_error_at: Option<DateTime<Utc>>,
+    /// Forced rate-limit waits in the source's last recorded run (`None`: never run).
+    pub last_run_rate_limit_waits: Option<u64>,
+    /// Opt-out skips in the source's last recorded run.
+    pub last_run_opted_out: Option<u64>,
 }
 
 /// One entry of the audit trail: who did what, when.
@@ -728,11 +739,12 @@ impl Store {
         }
         sqlx::query(
             "INSERT INTO run_sources (run_id, source, accounts_seen, identified, posts_read, hits, errors, error, recorded_at, \
-             suppressed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             suppressed, rate_limit_waits, opted_out) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
              ON CONFLICT (run_id, source) DO UPDATE SET accounts_seen = excluded.accounts_seen, \
              identified = excluded.identified, posts_read = excluded.posts_read, hits = excluded.hits, \
              errors = excluded.errors, error = excluded.error, recorded_at = excluded.recorded_at, \
-             suppressed = excluded.suppressed",
+             suppressed = excluded.suppressed, rate_limit_waits = excluded.rate_limit_waits, \
+             opted_out = excluded.opted_out",
         )
         .bind(run)
         .bind(&summary.source)
@@ -744,6 +756,8 @@ impl Store {
         .bind(&error)
         .bind(&now)
         .bind(count(summary.suppressed))
+        .bind(count(summary.rate_limit_waits))
+        .bind(count(summary.opted_out))
         .execute(&mut *tx)
         .await?;
         match &error {
@@ -1074,8 +1088,8 @@ impl Store {
             let started_at = parse_ts(&row.try_get::<String, _>("started_at")?, || what("started_at"))?;
             let finished_at = opt_ts(row, "finished_at", what)?;
             let summaries = sqlx::query(
-                "SELECT source, accounts_seen, identified, posts_read, hits, errors, error, suppressed FROM run_sources \
-                 WHERE run_id = ? ORDER BY id",
+                "SELECT source, accounts_seen, identified, posts_read, hits, errors, error, suppressed, rate_limit_waits, \
+                 opted_out FROM run_sources WHERE run_id = ? ORDER BY id",
             )
             .bind(id)
             .fetch_all(&self.pool)
@@ -1091,6 +1105,8 @@ impl Store {
                     errors: ucount(s.try_get("errors")?),
                     error: s.try_get("error")?,
                     suppressed: ucount(s.try_get("suppressed")?),
+                    rate_limit_waits: ucount(s.try_get("rate_limit_waits")?),
+                    opted_out: ucount(s.try_get("opted_out")?),
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -1321,10 +1337,14 @@ impl Store {
         let runs = self
             .load_runs(&format!("SELECT id, started_at, finished_at FROM scan_runs ORDER BY id DESC LIMIT {STATUS_RUNS}"))
             .await?;
-        let rows =
-            sqlx::query("SELECT source, cursor, last_success, last_error, last_error_at FROM source_state ORDER BY source")
-                .fetch_all(&self.pool)
-                .await?;
+        let rows = sqlx::query(
+            "SELECT s.source, s.cursor, s.last_success, s.last_error, s.last_error_at, \
+                 r.rate_limit_waits, r.opted_out FROM source_state s \
+                 LEFT JOIN run_sources r ON r.id = (SELECT max(id) FROM run_sources WHERE source = s.source) \
+                 ORDER BY s.source",
+        )
+        .fetch_all(&self.pool)
+        .await?;
         let sources = rows
             .iter()
             .map(|row| {
@@ -1335,6 +1355,8 @@ impl Store {
                     last_success: opt_ts(row, "last_success", what)?,
                     last_error: row.try_get("last_error")?,
                     last_error_at: opt_ts(row, "last_error_at", what)?,
+                    last_run_rate_limit_waits: row.try_get::<Option<i64>, _>("rate_limit_waits")?.map(ucount),
+                    last_run_opted_out: row.try_get::<Option<i64>, _>("opted_out")?.map(ucount),
                     source: source.clone(),
                 })
             })

@@ -505,6 +505,8 @@ async fn runs_sources_and_status() {
         errors: 1,
         error: None,
         suppressed: 4,
+        rate_limit_waits: 3,
+        opted_out: 2,
     };
     let bad = SourceSummary {
         source: "mastodon".into(),
@@ -840,4 +842,79 @@ async fn dismissal_remembers_findings_and_other_decisions_never_lift_silently() 
     db.store.purge(&Retention { dismissed_days: 30, days: 0 }, Utc::now() + chrono::Duration::days(1)).await.unwrap();
     assert!(db.store.get_hit(h2).await.is_err());
     assert!(db.store.suppressions("mastodon", "a1").await.unwrap().suppresses("op.raid", "Raid at Elmtree Close"));
+}
+
+#[tokio::test]
+async fn rate_limit_waits_and_opt_outs_are_stored_per_run_and_shown_for_the_last_run() {
+    let db = db().await;
+    let throttled =
+        SourceSummary { source: "reddit".into(), posts_read: 7, rate_limit_waits: 4, opted_out: 3, ..Default::default() };
+    let calm = SourceSummary { source: "masto".into(), opted_out: 1, ..Default::default() };
+    let run1 = db.store.begin_run().await.unwrap();
+    db.store.record_source(run1, &throttled).await.unwrap();
+    db.store.record_source(run1, &calm).await.unwrap();
+    db.store.finish_run(run1).await.unwrap();
+    let st = db.store.status().await.unwrap();
+    assert_eq!(st.runs[0].summaries, vec![throttled.clone(), calm.clone()], "both counts round-trip");
+    let by_name = |st: &crate::store::StatusReport, name: &str| {
+        let s = st.sources.iter().find(|s| s.source == name).unwrap();
+        (s.last_run_rate_limit_waits, s.last_run_opted_out)
+    };
+    assert_eq!(by_name(&st, "reddit"), (Some(4), Some(3)));
+    assert_eq!(by_name(&st, "masto"), (Some(0), Some(1)));
+
+    // The next run is calm for reddit: status shows the last run's counts, not a total.
+    let run2 = db.store.begin_run().await.unwrap();
+    db.store.record_source(run2, &SourceSummary { source: "reddit".into(), ..Default::default() }).await.unwrap();
+    let st = db.store.status().await.unwrap();
+    assert_eq!(by_name(&st, "reddit"), (Some(0), Some(0)));
+    assert_eq!(by_name(&st, "masto"), (Some(0), Some(1)), "a source missing from the newest run keeps its own last run");
+    // Re-recording a source in the same run replaces its counts.
+    db.store
+        .record_source(run2, &SourceSummary { source: "reddit".into(), rate_limit_waits: 9, ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(by_name(&db.store.status().await.unwrap(), "reddit"), (Some(9), Some(0)));
+    assert_eq!(db.store.runs_since_last_digest().await.unwrap()[0].summaries[0].rate_limit_waits, 9);
+}
+
+#[test]
+fn summaries_from_before_the_new_counts_still_deserialise() {
+    let old = r#"{"source":"s","accounts_seen":1,"identified":0,"posts_read":2,"hits":0,"errors":0,"error":null}"#;
+    let s: SourceSummary = serde_json::from_str(old).unwrap();
+    assert_eq!((s.rate_limit_waits, s.opted_out, s.posts_read), (0, 0, 2));
+}
+
+#[tokio::test]
+async fn a_version_2_database_gains_the_new_columns_and_keeps_its_runs() {
+    // Build a database at schema version 2 (migrations 0001 and 0002 only), with a run in it.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    {
+        let opts = sqlx::sqlite::SqliteConnectOptions::new().filename(&path).create_if_missing(true);
+        let pool = sqlx::SqlitePool::connect_with(opts).await.unwrap();
+        let mut migrator = sqlx::migrate!("./migrations");
+        migrator.migrations = std::borrow::Cow::Owned(migrator.migrations.iter().filter(|m| m.version <= 2).cloned().collect());
+        migrator.run(&pool).await.unwrap();
+        sqlx::query("INSERT INTO scan_runs (id, started_at, finished_at) VALUES (1, ?, ?)")
+            .bind(ts(Utc::now()))
+            .bind(ts(Utc::now()))
+            .execute(&pool)
+            .await
+            .unwrap();
+        sqlx::query(
+            "INSERT INTO run_sources (run_id, source, accounts_seen, identified, posts_read, hits, errors, recorded_at, \
+             suppressed) VALUES (1, 'old', 5, 1, 9, 2, 0, ?, 1)",
+        )
+        .bind(ts(Utc::now()))
+        .execute(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+    }
+    let store = Store::open(&path).await.unwrap();
+    let st = store.status().await.unwrap();
+    let s = &st.runs[0].summaries[0];
+    assert_eq!((s.source.as_str(), s.posts_read, s.hits, s.suppressed), ("old", 9, 2, 1));
+    assert_eq!((s.rate_limit_waits, s.opted_out), (0, 0));
 }
