@@ -61,6 +61,32 @@ pub struct HttpSettings {
     pub reserve_fraction: f64,
 }
 
+impl HttpSettings {
+    /// The settings every source derives from its common config keys (`timeout_secs`,
+    /// `max_body_bytes`, `max_retries`, `retry_backoff_ms`, `max_requests_per_second`): connect
+    /// timeout a third of the read timeout (at least 1 s), an attempt at most twice it. Sources
+    /// with more keys set the rest with `..HttpSettings::from_source_keys(..)`.
+    pub fn from_source_keys(
+        timeout_secs: u64,
+        max_body_bytes: u64,
+        max_retries: u32,
+        retry_backoff_ms: u64,
+        max_requests_per_second: u32,
+    ) -> HttpSettings {
+        let timeout = Duration::from_secs(timeout_secs);
+        HttpSettings {
+            connect_timeout: (timeout / 3).max(Duration::from_secs(1)).min(timeout),
+            read_timeout: timeout,
+            total_timeout: timeout * 2,
+            max_body_bytes: usize::try_from(max_body_bytes).unwrap_or(usize::MAX),
+            max_retries,
+            backoff_base: Duration::from_millis(retry_backoff_ms),
+            max_requests_per_second,
+            ..HttpSettings::default()
+        }
+    }
+}
+
 impl Default for HttpSettings {
     fn default() -> Self {
         HttpSettings {

@@ -215,18 +215,16 @@ impl RedditConfig {
     }
 
     pub fn http_settings(&self) -> HttpSettings {
-        let timeout = Duration::from_secs(self.timeout_secs);
         HttpSettings {
-            connect_timeout: (timeout / 3).max(Duration::from_secs(1)).min(timeout),
-            read_timeout: timeout,
-            total_timeout: timeout * 2,
-            max_body_bytes: self.max_body_bytes.min(usize::MAX as u64) as usize,
-            max_retries: self.max_retries,
-            backoff_base: Duration::from_millis(self.retry_backoff_ms),
-            max_wait: Duration::from_secs(self.max_rate_limit_wait_secs),
+            max_wait: std::time::Duration::from_secs(self.max_rate_limit_wait_secs),
             max_concurrent_per_host: self.max_concurrent_requests as usize,
-            max_requests_per_second: self.max_requests_per_second,
-            ..HttpSettings::default()
+            ..HttpSettings::from_source_keys(
+                self.timeout_secs,
+                self.max_body_bytes,
+                self.max_retries,
+                self.retry_backoff_ms,
+                self.max_requests_per_second,
+            )
         }
     }
 }

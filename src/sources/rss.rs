@@ -93,17 +93,13 @@ impl RssConfig {
     }
 
     pub fn http_settings(&self) -> HttpSettings {
-        let timeout = std::time::Duration::from_secs(self.timeout_secs);
-        HttpSettings {
-            connect_timeout: (timeout / 3).max(std::time::Duration::from_secs(1)).min(timeout),
-            read_timeout: timeout,
-            total_timeout: timeout * 2,
-            max_body_bytes: self.max_body_bytes.min(usize::MAX as u64) as usize,
-            max_retries: self.max_retries,
-            backoff_base: std::time::Duration::from_millis(self.retry_backoff_ms),
-            max_requests_per_second: self.max_requests_per_second,
-            ..HttpSettings::default()
-        }
+        HttpSettings::from_source_keys(
+            self.timeout_secs,
+            self.max_body_bytes,
+            self.max_retries,
+            self.retry_backoff_ms,
+            self.max_requests_per_second,
+        )
     }
 }
 
