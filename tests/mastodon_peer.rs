@@ -65,32 +65,8 @@ fn fault(base: &str, rule: Value) {
 }
 
 fn write_config(dir: &Path, base: &str) -> std::path::PathBuf {
-    let repo = common::repo();
-    let text = format!(
-        r#"database = "{db}"
-patterns = "{patterns}"
-operator_contact = "ci@example.invalid"
-
-[[sources]]
-name = "mock-instance"
-kind = "mastodon"
-{source}
-[mail]
-from = "Exposure Monitor <monitor@example.invalid>"
-transport = "file"
-outbox = "{outbox}"
-
-[routing]
-default = ["psd-triage@example.invalid"]
-"#,
-        db = dir.join("monitor.db").display(),
-        patterns = repo.join("patterns").display(),
-        outbox = dir.join("outbox").display(),
-        source = SOURCE_KEYS.replace("BASE", base),
-    );
-    let path = dir.join("config.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    let sources = format!("[[sources]]\nname = \"mock-instance\"\nkind = \"mastodon\"\n{}", SOURCE_KEYS.replace("BASE", base));
+    common::config_with_sources(dir, &sources, "")
 }
 
 /// One row of the scan's summary table.
@@ -111,8 +87,12 @@ fn scan(config: &Path) -> Row {
     assert!(out.status.success(), "scan failed ({:?}):\n{stdout}\n{stderr}", out.status);
     // Columns by the header's names, so a new column in the summary does not break this parser;
     // the error text is everything after the last numeric column.
-    let header: Vec<&str> =
-        stdout.lines().find(|l| l.starts_with("source ")).unwrap_or_else(|| panic!("no header:\n{stdout}")).split_whitespace().collect();
+    let header: Vec<&str> = stdout
+        .lines()
+        .find(|l| l.starts_with("source "))
+        .unwrap_or_else(|| panic!("no header:\n{stdout}"))
+        .split_whitespace()
+        .collect();
     let line = stdout.lines().find(|l| l.starts_with("mock-instance")).unwrap_or_else(|| panic!("no summary row:\n{stdout}"));
     let f: Vec<&str> = line.split_whitespace().collect();
     let col = |name: &str| header.iter().position(|h| *h == name).unwrap_or_else(|| panic!("no column {name}: {header:?}"));

@@ -42,18 +42,23 @@ pub fn peer(var: &str) -> Option<String> {
 /// Write a config into `dir` that scans the bundled demo data into a database and outbox inside
 /// `dir`, with the repository's pattern files. `extra` is appended (e.g. more routes).
 pub fn demo_config(dir: &Path, extra: &str) -> PathBuf {
-    let repo = repo();
+    let sources = format!(
+        "[[sources]]\nname = \"demo\"\nkind = \"replay\"\ndir = \"{}\"\npage_size = 7\n",
+        repo().join("config/demo-data").display()
+    );
+    config_with_sources(dir, &sources, extra)
+}
+
+/// Write `dir/config.toml` with the given `[[sources]]` tables, a database and a file outbox
+/// inside `dir`, the repository's pattern files, routes for three forces plus the default, and
+/// `extra` appended.
+pub fn config_with_sources(dir: &Path, sources: &str, extra: &str) -> PathBuf {
     let text = format!(
         r#"database = "{db}"
 patterns = "{patterns}"
 operator_contact = "ci@example.invalid"
 
-[[sources]]
-name = "demo"
-kind = "replay"
-dir = "{data}"
-page_size = 7
-
+{sources}
 [mail]
 from = "Exposure Monitor <monitor@example.invalid>"
 transport = "file"
@@ -69,8 +74,7 @@ default = ["psd-triage@example.invalid"]
 {extra}
 "#,
         db = dir.join("monitor.db").display(),
-        patterns = repo.join("patterns").display(),
-        data = repo.join("config/demo-data").display(),
+        patterns = repo().join("patterns").display(),
         outbox = dir.join("outbox").display(),
     );
     let path = dir.join("config.toml");
