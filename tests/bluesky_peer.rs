@@ -67,7 +67,7 @@ fn upload_png(pds: &str, token: &str) -> Value {
             .await
             .unwrap();
         let status = resp.status();
-        let v: Value = resp.json().await.unwrap();
+        let v: Value = serde_json::from_str(&resp.text().await.unwrap()).unwrap();
         assert!(status.is_success(), "uploadBlob: {status} {v}");
         v["blob"].clone()
     })

@@ -693,23 +693,40 @@ impl BlueskySource {
     /// `getProfiles` for some actors. A 400 for a batch (one bad actor can fail it) is retried
     /// actor by actor, so one bad name costs only itself.
     async fn profiles(&self, actors: &[String], page: &mut Page) -> Result<Vec<ApiProfile>, SourceError> {
-        let http = self.http()?;
-        let query: Vec<(&str, String)> = actors.iter().map(|a| ("actors", a.clone())).collect();
-        let url = self.xrpc("app.bsky.actor.getProfiles", &query)?;
-        let resp = match http.get(&url, None).await {
-            Ok(r) => r,
+        let not_found = |e: &super::http::HttpError| matches!(e.status(), Some(400 | 404));
+        match self.get_profiles(actors, page).await? {
+            Ok(found) => Ok(found),
             Err(e) if e.status() == Some(400) && actors.len() > 1 => {
                 let mut all = vec![];
                 for a in actors {
-                    all.extend(Box::pin(self.profiles(std::slice::from_ref(a), page)).await?);
+                    match self.get_profiles(std::slice::from_ref(a), page).await? {
+                        Ok(found) => all.extend(found),
+                        Err(e) if not_found(&e) => page.skipped.push(format!("{}: {a} not found: {e}", self.name)),
+                        Err(e) => return Err(e.into()),
+                    }
                 }
-                return Ok(all);
+                Ok(all)
             }
-            Err(e) if matches!(e.status(), Some(400 | 404)) => {
-                page.skipped.push(format!("{}: {} not found: {}", self.name, actors.join(", "), e));
-                return Ok(vec![]);
+            Err(e) if not_found(&e) => {
+                page.skipped.push(format!("{}: {} not found: {e}", self.name, actors.join(", ")));
+                Ok(vec![])
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// One `getProfiles` request: the profiles found (actors missing from the answer noted), or
+    /// the HTTP error for the caller to judge.
+    async fn get_profiles(
+        &self,
+        actors: &[String],
+        page: &mut Page,
+    ) -> Result<Result<Vec<ApiProfile>, super::http::HttpError>, SourceError> {
+        let query: Vec<(&str, String)> = actors.iter().map(|a| ("actors", a.clone())).collect();
+        let url = self.xrpc("app.bsky.actor.getProfiles", &query)?;
+        let resp = match self.http()?.get(&url, None).await {
+            Ok(r) => r,
+            Err(e) => return Ok(Err(e)),
         };
         let body: ApiProfiles = resp.json()?;
         let (profiles, bad) = parse_values::<ApiProfile>(body.profiles, &format!("GET {url}"));
@@ -720,7 +737,7 @@ impl BlueskySource {
                 page.skipped.push(format!("{}: {a} not found on {}", self.name, self.cfg.appview));
             }
         }
-        Ok(profiles)
+        Ok(Ok(profiles))
     }
 
     /// One discovery step: one request (or one batch of profiles). Returns the accounts found
