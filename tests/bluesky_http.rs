@@ -122,10 +122,16 @@ impl Respond for Feeds {
 }
 
 fn source(server: &MockServer, extra: &str) -> BlueskySource {
-    let text = format!(
-        "appview = \"{}\"\nretry_backoff_ms = 10\nmax_requests_per_second = 1000\nmax_retries = 3\ntimeout_secs = 2\n{extra}",
-        server.uri()
-    );
+    // Fast test settings, unless the test sets the key itself.
+    let defaults = ["retry_backoff_ms = 10", "max_requests_per_second = 1000", "max_retries = 3", "timeout_secs = 2"];
+    let mut text = format!("appview = \"{}\"\n{extra}\n", server.uri());
+    for d in defaults {
+        let key = d.split(' ').next().unwrap();
+        if !extra.lines().any(|l| l.trim_start().starts_with(key)) {
+            text.push_str(d);
+            text.push('\n');
+        }
+    }
     let mut cfg: BlueskyConfig = toml::from_str(&text).unwrap();
     cfg.validate().unwrap();
     BlueskySource::new("bsky".into(), cfg, &BuildContext::new("psd-test@example.invalid"))
