@@ -192,6 +192,7 @@ default = ["psd-triage@example.invalid"]
 #[allow(dead_code)]
 struct Row {
     accounts: u64,
+    identified: u64,
     posts: u64,
     hits: u64,
     errors: u64,
@@ -207,10 +208,12 @@ fn scan(config: &Path) -> Row {
     let f: Vec<&str> = line.split_whitespace().collect();
     Row {
         accounts: f[1].parse().unwrap(),
+        identified: f[2].parse().unwrap(),
         posts: f[3].parse().unwrap(),
         hits: f[4].parse().unwrap(),
-        errors: f[5].parse().unwrap(),
-        error: f[6..].join(" "),
+        // f[5] is `suppressed`.
+        errors: f[6].parse().unwrap(),
+        error: f[7..].join(" "),
     }
 }
 
@@ -317,6 +320,7 @@ fn scan_stores_exactly_the_expected_hits_from_a_real_appview() {
     assert_eq!(first.error, "-", "{first:?}");
     assert_eq!(first.posts, 4 + 2 + 1 + 1, "Daz 4, Rhian 2 (the repost skipped), Morris 1, Gwen 1; Quiet opted out: {first:?}");
     assert_eq!(first.errors, 1, "the opted-out account is counted: {first:?}");
+    assert_eq!((first.accounts, first.identified), (4, 2), "Daz and Rhian are serving officers: {first:?}");
 
     let second = scan(&config);
     assert_eq!((second.posts, second.hits), (0, 0), "nothing new: {second:?}");
