@@ -35,7 +35,10 @@ struct Item {
 /// A fake `getAuthorFeed`: per actor, items newest first by sort time (the earlier of
 /// createdAt and indexedAt), paged with `limit` and an offset cursor.
 #[derive(Clone, Default)]
-struct Feeds(Arc<Mutex<Vec<(String, Vec<Item>)>>>);
+struct Feeds(Arc<Mutex<Vec<ActorFeed>>>);
+
+/// An actor's DID and feed.
+type ActorFeed = (String, Vec<Item>);
 
 fn sort_key(i: &Item) -> String {
     if i.repost {
