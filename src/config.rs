@@ -50,6 +50,8 @@ pub enum SourceConfig {
     Rss(crate::sources::rss::RssConfig),
     /// Reddit through its OAuth API (app-only token).
     Reddit(crate::sources::reddit::RedditConfig),
+    /// Bluesky accounts, read through an AppView.
+    Bluesky(crate::sources::bluesky::BlueskyConfig),
 }
 
 impl SourceConfig {
@@ -59,6 +61,7 @@ impl SourceConfig {
             SourceConfig::Mastodon(_) => "mastodon",
             SourceConfig::Rss(_) => "rss",
             SourceConfig::Reddit(_) => "reddit",
+            SourceConfig::Bluesky(_) => "bluesky",
         }
     }
 }
@@ -561,7 +564,7 @@ enum KindError {
 }
 
 /// Every source kind this build knows, for messages.
-pub const KNOWN_KINDS: &[&str] = &["replay", "mastodon", "rss", "reddit"];
+pub const KNOWN_KINDS: &[&str] = &["replay", "mastodon", "rss", "reddit", "bluesky"];
 
 fn parse_source_kind(kind: &str, settings: toml::Table, resolve: &dyn Fn(PathBuf) -> PathBuf) -> Result<SourceConfig, KindError> {
     use serde::de::Deserialize as _;
@@ -587,6 +590,11 @@ fn parse_source_kind(kind: &str, settings: toml::Table, resolve: &dyn Fn(PathBuf
             let mut cfg = crate::sources::reddit::RedditConfig::deserialize(value).map_err(KindError::Settings)?;
             cfg.validate().map_err(|m| KindError::Settings(<toml::de::Error as serde::de::Error>::custom(m)))?;
             Ok(SourceConfig::Reddit(cfg))
+        }
+        "bluesky" => {
+            let mut cfg = crate::sources::bluesky::BlueskyConfig::deserialize(value).map_err(KindError::Settings)?;
+            cfg.validate().map_err(|m| KindError::Settings(<toml::de::Error as serde::de::Error>::custom(m)))?;
+            Ok(SourceConfig::Bluesky(cfg))
         }
         _ => Err(KindError::Unknown),
     }

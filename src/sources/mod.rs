@@ -6,6 +6,7 @@
 //! classify or store. A new platform is one new file here and one new variant of
 //! [`crate::config::SourceConfig`].
 
+pub mod bluesky;
 pub mod http;
 pub mod mastodon;
 pub mod reddit;
@@ -85,5 +86,6 @@ pub fn build(entry: &SourceEntry, ctx: &BuildContext) -> Box<dyn Source> {
         SourceConfig::Mastodon(cfg) => Box::new(mastodon::MastodonSource::new(entry.name.clone(), cfg.clone(), ctx)),
         SourceConfig::Rss(cfg) => Box::new(rss::RssSource::new(entry.name.clone(), cfg.clone(), ctx)),
         SourceConfig::Reddit(cfg) => Box::new(reddit::RedditSource::new(entry.name.clone(), cfg.clone(), ctx)),
+        SourceConfig::Bluesky(cfg) => Box::new(bluesky::BlueskySource::new(entry.name.clone(), cfg.clone(), ctx)),
     }
 }
