@@ -48,6 +48,8 @@ pub enum SourceConfig {
     Mastodon(crate::sources::mastodon::MastodonConfig),
     /// RSS / Atom / JSON feeds, each feed one account.
     Rss(crate::sources::rss::RssConfig),
+    /// The Bluesky network as it happens, from a Jetstream server.
+    Jetstream(crate::sources::jetstream::JetstreamConfig),
 }
 
 impl SourceConfig {
@@ -56,6 +58,7 @@ impl SourceConfig {
             SourceConfig::Replay(_) => "replay",
             SourceConfig::Mastodon(_) => "mastodon",
             SourceConfig::Rss(_) => "rss",
+            SourceConfig::Jetstream(_) => "jetstream",
         }
     }
 }
@@ -558,7 +561,7 @@ enum KindError {
 }
 
 /// Every source kind this build knows, for messages.
-pub const KNOWN_KINDS: &[&str] = &["replay", "mastodon", "rss"];
+pub const KNOWN_KINDS: &[&str] = &["replay", "mastodon", "rss", "jetstream"];
 
 fn parse_source_kind(kind: &str, settings: toml::Table, resolve: &dyn Fn(PathBuf) -> PathBuf) -> Result<SourceConfig, KindError> {
     use serde::de::Deserialize as _;
@@ -579,6 +582,11 @@ fn parse_source_kind(kind: &str, settings: toml::Table, resolve: &dyn Fn(PathBuf
             let mut cfg = crate::sources::rss::RssConfig::deserialize(value).map_err(KindError::Settings)?;
             cfg.validate().map_err(|m| KindError::Settings(<toml::de::Error as serde::de::Error>::custom(m)))?;
             Ok(SourceConfig::Rss(cfg))
+        }
+        "jetstream" => {
+            let cfg = crate::sources::jetstream::JetstreamConfig::deserialize(value).map_err(KindError::Settings)?;
+            cfg.validate().map_err(|m| KindError::Settings(<toml::de::Error as serde::de::Error>::custom(m)))?;
+            Ok(SourceConfig::Jetstream(cfg))
         }
         _ => Err(KindError::Unknown),
     }

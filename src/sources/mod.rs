@@ -7,6 +7,7 @@
 //! [`crate::config::SourceConfig`].
 
 pub mod http;
+pub mod jetstream;
 pub mod mastodon;
 pub mod replay;
 pub mod rss;
@@ -80,5 +81,6 @@ pub fn build(entry: &SourceEntry, ctx: &BuildContext) -> Box<dyn Source> {
         SourceConfig::Replay(cfg) => Box::new(replay::ReplaySource::new(entry.name.clone(), cfg.clone())),
         SourceConfig::Mastodon(cfg) => Box::new(mastodon::MastodonSource::new(entry.name.clone(), cfg.clone(), ctx)),
         SourceConfig::Rss(cfg) => Box::new(rss::RssSource::new(entry.name.clone(), cfg.clone(), ctx)),
+        SourceConfig::Jetstream(cfg) => Box::new(jetstream::JetstreamSource::new(entry.name.clone(), cfg.clone(), ctx)),
     }
 }
