@@ -38,6 +38,8 @@ enum Plan {
     Drop(usize),
     /// Send this many frames, then stay open and silent.
     Quiet(usize),
+    /// Send every frame, this many milliseconds apart, then stay open and silent.
+    Slow(u64),
 }
 
 #[derive(Default)]
@@ -79,8 +81,9 @@ async fn serve(frames: Arc<Vec<Frame>>, plans: Vec<Plan>) -> (SocketAddr, Arc<Mu
                     l.cursors.push(cursor);
                     l.queries.push(query.clone());
                 }
-                let limit = match plan {
-                    Plan::Drop(k) | Plan::Quiet(k) => k,
+                let (limit, pause) = match plan {
+                    Plan::Drop(k) | Plan::Quiet(k) => (k, 0),
+                    Plan::Slow(ms) => (usize::MAX, ms),
                 };
                 let mut sent = 0;
                 for f in frames.iter() {
@@ -97,11 +100,14 @@ async fn serve(frames: Arc<Vec<Frame>>, plans: Vec<Plan>) -> (SocketAddr, Arc<Mu
                         return;
                     }
                     sent += 1;
+                    if pause > 0 {
+                        tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+                    }
                 }
                 match plan {
                     // Cut without a close handshake, as a network failure would.
                     Plan::Drop(_) => drop(ws),
-                    Plan::Quiet(_) => {
+                    Plan::Quiet(_) | Plan::Slow(_) => {
                         // Read (and so answer pings) until the client goes away.
                         while let Some(Ok(_)) = ws.next().await {}
                     }
@@ -191,7 +197,12 @@ fn stream(shared: &Path) -> (Vec<Frame>, usize) {
 }
 
 fn config(dir: &Path, addr: SocketAddr) -> Config {
-    let text = format!(
+    let text = config_text(dir, addr);
+    Config::from_toml(&dir.join("config.toml"), &text).unwrap()
+}
+
+fn config_text(dir: &Path, addr: SocketAddr) -> String {
+    format!(
         r#"database = "{db}"
 patterns = "{patterns}"
 operator_contact = "ci@example.invalid"
@@ -214,8 +225,7 @@ default = ["psd-triage@example.invalid"]
 "#,
         db = dir.join("monitor.db").display(),
         patterns = common::repo().join("patterns").display(),
-    );
-    Config::from_toml(&dir.join("config.toml"), &text).unwrap()
+    )
 }
 
 type HitKey = (String, String, String, Vec<String>);
@@ -387,4 +397,95 @@ async fn an_unreachable_host_is_switched_for_the_next() {
     let err = report.summaries[0].error.clone().expect("an unreachable host is an error");
     assert!(err.contains(&dead.to_string()), "{err}");
     assert_eq!(store.cursor("jet").await.unwrap(), None);
+}
+
+fn bin() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_exposure-monitor"))
+}
+
+async fn wait_until<F: std::future::Future<Output = bool>>(what: &str, mut check: impl FnMut() -> F) {
+    let start = std::time::Instant::now();
+    while !check().await {
+        assert!(start.elapsed() < std::time::Duration::from_secs(60), "timed out waiting for {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// `watch` stores pages as it reads, leaves the Jetstream source to it while it runs (a `scan`
+/// skips it, a second `watch` is refused), and on SIGTERM stops after storing the page it was
+/// reading: a later scan resumes from there and the result equals an uninterrupted run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_stores_continuously_and_stops_cleanly_on_sigterm() {
+    let Some(shared) = common::shared("fixtures/platforms/bluesky") else { return };
+    let shared = shared.parent().unwrap().parent().unwrap().parent().unwrap().to_path_buf();
+    let (frames, _) = stream(&shared);
+    let frames = Arc::new(frames);
+    let whole = run(&frames, &[vec![Plan::Quiet(usize::MAX)]]).await;
+    let whole_posts = whole.summaries[0].posts_read;
+
+    let (addr, _log) = serve(frames.clone(), vec![Plan::Slow(25)]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, config_text(dir.path(), addr)).unwrap();
+    let cfg = Config::load(&path).unwrap();
+    let mut child = bin().arg("--config").arg(&path).arg("watch").spawn().unwrap();
+    let store = Store::open(&cfg.database).await.unwrap();
+    // Pages are stored while watch runs.
+    wait_until("a stored page", || async { store.cursor("jet").await.unwrap().is_some() }).await;
+
+    // A second watch is refused; a scan leaves the watched source alone.
+    let second = bin().arg("--config").arg(&path).arg("watch").output().unwrap();
+    assert_eq!(second.status.code(), Some(3), "{}", String::from_utf8_lossy(&second.stderr));
+    let scan = bin().arg("--config").arg(&path).arg("scan").output().unwrap();
+    assert!(scan.status.success(), "{}", String::from_utf8_lossy(&scan.stderr));
+    let out = String::from_utf8_lossy(&scan.stdout);
+    assert!(!out.lines().any(|l| l.starts_with("jet ")), "scan read the watched source:\n{out}");
+
+    // Stop mid-stream.
+    let status = std::process::Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
+    assert!(status.success());
+    let start = std::time::Instant::now();
+    let code = loop {
+        if let Some(code) = child.try_wait().unwrap() {
+            break code;
+        }
+        assert!(start.elapsed() < std::time::Duration::from_secs(30), "watch did not stop on SIGTERM");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert!(code.success(), "watch exited with {code:?}");
+    let st = store.status().await.unwrap();
+    let watched: Vec<&SourceSummary> = st.runs.iter().flat_map(|r| r.summaries.iter()).filter(|s| s.source == "jet").collect();
+    assert_eq!(watched.len(), 1, "{:?}", st.runs);
+    assert!(st.runs.iter().all(|r| r.finished_at.is_some()), "a run left unfinished: {:?}", st.runs);
+    let watched_posts = watched[0].posts_read;
+    let stopped_at: i64 = store.cursor("jet").await.unwrap().unwrap().parse().unwrap();
+    assert!(stopped_at < frames.last().unwrap().time_us, "SIGTERM came too late to stop mid-stream");
+    store.close().await;
+
+    // A scan resumes where watch stopped: together they read and stored exactly what an
+    // uninterrupted run did.
+    let (addr, log) = serve(frames.clone(), vec![Plan::Quiet(usize::MAX)]).await;
+    let cfg = config(dir.path(), addr);
+    let store = Store::open(&cfg.database).await.unwrap();
+    let detector = Detector::load(&cfg.patterns, &cfg.forces).unwrap();
+    let report = exposure_monitor::scan::run(&cfg, &store, &detector, &|_| {}).await.unwrap();
+    assert_eq!(log.lock().unwrap().cursors, vec![Some(stopped_at - 5_000_000)]);
+    assert_eq!(watched_posts + report.summaries[0].posts_read, whole_posts, "posts lost or read twice across SIGTERM");
+    let rows = store
+        .list_hits(&HitFilter { status: None, force: None, category: None, since: None, limit: Some(100_000) })
+        .await
+        .unwrap();
+    let hits: BTreeSet<HitKey> = rows
+        .iter()
+        .map(|h| {
+            (
+                h.post_platform_id.clone(),
+                h.account_platform_id.clone(),
+                h.text.clone(),
+                h.categories.iter().map(|c| c.as_str().to_string()).collect(),
+            )
+        })
+        .collect();
+    assert_eq!(hits, whole.hits);
+    assert_eq!(rows.len(), whole.hit_rows);
 }
