@@ -862,6 +862,20 @@ mod tests {
     }
 
     #[test]
+    fn example_config_documents_a_jetstream_source_and_bad_keys_name_key_and_line() {
+        let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/example.toml");
+        let cfg = crate::config::Config::load(&example).unwrap();
+        let entry = cfg.sources.iter().find(|s| s.kind.kind_name() == "jetstream").expect("a jetstream source in example.toml");
+        let crate::config::SourceConfig::Jetstream(j) = &entry.kind else { unreachable!() };
+        assert!(j.validate().is_ok() && !j.continuous && j.stop.is_none());
+        assert!(j.hosts.iter().all(|h| h.starts_with("wss://")));
+        let text = "[[sources]]\nname = \"j\"\nkind = \"jetstream\"\nhostz = [\"wss://x/subscribe\"]\n\n[[sources]]\nname = \"k\"\nkind = \"jetstream\"\nrewind_seconds = 5\npage_ms = 0\n\n[mail]\nfrom = \"a@b.example\"\n[routing]\ndefault = [\"c@d.example\"]\n";
+        let err = crate::config::Config::from_toml(std::path::Path::new("/x/c.toml"), text).unwrap_err();
+        let got: Vec<(String, Option<usize>)> = err.errors.iter().map(|e| (e.key.clone(), e.line)).collect();
+        assert_eq!(got, vec![("sources[0].hostz".to_string(), Some(4)), ("sources[1].page_ms".to_string(), Some(10))], "{err}");
+    }
+
+    #[test]
     fn subscribe_url_asks_for_posts_and_profiles_from_the_cursor() {
         assert_eq!(
             subscribe_url("wss://j/subscribe", Some(42)),
