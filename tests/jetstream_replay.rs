@@ -422,7 +422,7 @@ async fn watch_stores_continuously_and_stops_cleanly_on_sigterm() {
     let whole = run(&frames, &[vec![Plan::Quiet(usize::MAX)]]).await;
     let whole_posts = whole.summaries[0].posts_read;
 
-    let (addr, _log) = serve(frames.clone(), vec![Plan::Slow(25)]).await;
+    let (addr, _log) = serve(frames.clone(), vec![Plan::Slow(100)]).await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.toml");
     std::fs::write(&path, config_text(dir.path(), addr)).unwrap();
