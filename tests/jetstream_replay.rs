@@ -488,3 +488,35 @@ async fn watch_stores_continuously_and_stops_cleanly_on_sigterm() {
     assert_eq!(hits, whole.hits);
     assert_eq!(rows.len(), whole.hit_rows);
 }
+
+/// An author whose profile never comes down the stream, but whose posts alone identify them as
+/// serving police (per the identity rules), has the post that hits stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_author_identified_by_posts_alone_is_classified() {
+    let did = "did:plc:postsonly";
+    let mut t = 1_780_000_000_000_000i64;
+    let frames: Vec<Frame> = read_lines(&common::repo().join("config/demo-data/posts.jsonl"))
+        .into_iter()
+        .map(|l| serde_json::from_str::<serde_json::Value>(&l).unwrap())
+        .filter(|p| p["account_id"] == "d11")
+        .enumerate()
+        .map(|(i, p)| {
+            t += 100_000;
+            frame_of(
+                json!({"did": did, "time_us": t, "kind": "commit", "commit": {"rev": "3gen", "operation": "create",
+                    "collection": "app.bsky.feed.post", "rkey": format!("3po{i}"), "cid": "bafygen",
+                    "record": {"text": p["text"], "createdAt": p["created_at"]}}})
+                .to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(frames.len(), 3);
+    let out = run(&Arc::new(frames), &[vec![Plan::Quiet(usize::MAX)]]).await;
+    assert!(
+        out.hits.iter().any(|h| h.1 == did && h.2.contains("Mill Lane")),
+        "the post naming a suspect's address is not a hit: {:#?} {:?}",
+        out.hits,
+        out.summaries
+    );
+    assert_eq!(out.summaries[0].identified, 1, "{:?}", out.summaries);
+}
