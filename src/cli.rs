@@ -39,8 +39,13 @@ struct Locked {
 impl RunLock {
     /// Take the lock beside the database, or fail at once with [`Locked`].
     fn acquire(config: &Config) -> Result<RunLock> {
+        RunLock::acquire_suffix(config, ".lock")
+    }
+
+    /// Take the lock file `<database><suffix>` (`watch` holds its own, `.watch.lock`).
+    fn acquire_suffix(config: &Config, suffix: &str) -> Result<RunLock> {
         let mut path = config.database.clone().into_os_string();
-        path.push(".lock");
+        path.push(suffix);
         let path = PathBuf::from(path);
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -108,6 +113,10 @@ pub enum Command {
     Patterns(PatternsCommand),
     /// Measure detection on a labelled corpus (SPEC.md format) without touching any database.
     Eval(EvalArgs),
+    /// Read the enabled Jetstream sources without end (for a systemd service), storing each
+    /// page as it is read; digests are left to the daily `run`, whose scan then skips the
+    /// Jetstream sources. SIGTERM or Ctrl-C stops it after the page being read is stored.
+    Watch,
     /// Last scan runs, each source's cursor and last error, hits not yet sent, database size.
     Status,
     /// The audit trail: who listed, read, reviewed or purged hits, and when (newest first).
@@ -357,6 +366,11 @@ async fn dispatch(cli: Cli) -> Result<u8> {
             }
             Ok(scan_code.max(digest_code))
         }
+        Command::Watch => {
+            let config = load_config(config_path)?;
+            let _lock = RunLock::acquire_suffix(&config, WATCH_LOCK)?;
+            watch(&config).await
+        }
         Command::Purge => {
             let config = load_config(config_path)?;
             let _lock = RunLock::acquire(&config)?;
@@ -386,7 +400,127 @@ async fn dispatch(cli: Cli) -> Result<u8> {
     }
 }
 
+/// Lock file suffix `watch` holds while it reads the Jetstream sources.
+const WATCH_LOCK: &str = ".watch.lock";
+
+fn is_jetstream(entry: &crate::config::SourceEntry) -> bool {
+    matches!(entry.kind, crate::config::SourceConfig::Jetstream(_))
+}
+
+/// Rounds in a row in which every Jetstream source failed before `watch` exits with a failure
+/// (so that systemd restarts it and the failure shows in the journal and `systemctl status`).
+const WATCH_FAILED_ROUNDS: u32 = 3;
+
+/// `watch`: rounds of `max_seconds` over every enabled Jetstream source at once, each round
+/// recorded as a run, the connections kept open between rounds, until SIGTERM or Ctrl-C.
+async fn watch(config: &Config) -> Result<u8> {
+    use crate::config::SourceConfig;
+    let detector = load_detector(&config.patterns, &config.forces)?;
+    let store = open_store(config).await?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let entries: Vec<crate::config::SourceEntry> = config
+        .enabled_sources()
+        .filter(|e| is_jetstream(e))
+        .map(|e| {
+            let mut e = e.clone();
+            if let SourceConfig::Jetstream(cfg) = &mut e.kind {
+                cfg.continuous = true;
+                cfg.stop = Some(stop_rx.clone());
+            }
+            e
+        })
+        .collect();
+    if entries.is_empty() {
+        bail!("no enabled source of kind \"jetstream\" in {}: nothing to watch", config.path.display());
+    }
+    tokio::spawn(async move {
+        wait_for_stop_signal().await;
+        tracing::info!("stop signal: finishing the page being read");
+        let _ = stop_tx.send(true);
+    });
+    let ctx = crate::sources::BuildContext::new(&config.operator_contact);
+    let mut sources: Vec<Box<dyn crate::sources::Source>> = entries.iter().map(|e| crate::sources::build(e, &ctx)).collect();
+    let quiet = |_: &crate::store::SourceSummary| {};
+    let mut failed_rounds = 0u32;
+    loop {
+        let run_id = store.begin_run().await?;
+        let rounds = entries
+            .iter()
+            .zip(sources.iter_mut())
+            .map(|(e, s)| crate::scan::scan_source(e, s.as_mut(), &store, &detector, &quiet));
+        let results = futures_util::future::join_all(rounds).await;
+        let mut failed = 0;
+        for summary in results {
+            let summary = summary.context("watch stopped: database error")?;
+            if summary.error.is_some() {
+                failed += 1;
+            }
+            tracing::info!(
+                source = %summary.source,
+                posts = summary.posts_read,
+                identified = summary.identified,
+                hits = summary.hits,
+                errors = summary.errors,
+                error = summary.error.as_deref().unwrap_or("-"),
+                "watch round"
+            );
+            store.record_source(run_id, &summary).await?;
+        }
+        store.finish_run(run_id).await?;
+        if *stop_rx.borrow() {
+            tracing::info!("watch stopped");
+            return Ok(0);
+        }
+        failed_rounds = if failed == entries.len() { failed_rounds + 1 } else { 0 };
+        if failed_rounds >= WATCH_FAILED_ROUNDS {
+            eprintln!("error: every Jetstream source failed {failed_rounds} rounds in a row; exiting for a restart");
+            return Ok(EXIT_FAILURE);
+        }
+    }
+}
+
+/// SIGTERM (systemd stop) or SIGINT (Ctrl-C).
+async fn wait_for_stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// While `watch` holds its lock it reads the Jetstream sources: a scan leaves them to it.
+fn without_watched_sources(config: &Config) -> Result<std::borrow::Cow<'_, Config>> {
+    if !config.enabled_sources().any(is_jetstream) {
+        return Ok(std::borrow::Cow::Borrowed(config));
+    }
+    match RunLock::acquire_suffix(config, WATCH_LOCK) {
+        Ok(_free) => Ok(std::borrow::Cow::Borrowed(config)),
+        Err(e) if e.is::<Locked>() => {
+            tracing::info!("`watch` is running: the Jetstream sources are left to it");
+            let mut c = config.clone();
+            c.sources.retain(|s| !is_jetstream(s));
+            Ok(std::borrow::Cow::Owned(c))
+        }
+        Err(e) => Err(e),
+    }
+}
+
 async fn scan(config: &Config) -> Result<u8> {
+    let config = &*without_watched_sources(config)?;
     let detector = load_detector(&config.patterns, &config.forces)?;
     let store = open_store(config).await?;
     // A progress line on interactive terminals only; cron and systemd get the log lines.

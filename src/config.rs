@@ -52,6 +52,8 @@ pub enum SourceConfig {
     Reddit(crate::sources::reddit::RedditConfig),
     /// Bluesky accounts, read through an AppView.
     Bluesky(crate::sources::bluesky::BlueskyConfig),
+    /// The Bluesky network as it happens, from a Jetstream server.
+    Jetstream(crate::sources::jetstream::JetstreamConfig),
 }
 
 impl SourceConfig {
@@ -62,6 +64,7 @@ impl SourceConfig {
             SourceConfig::Rss(_) => "rss",
             SourceConfig::Reddit(_) => "reddit",
             SourceConfig::Bluesky(_) => "bluesky",
+            SourceConfig::Jetstream(_) => "jetstream",
         }
     }
 }
@@ -564,7 +567,7 @@ enum KindError {
 }
 
 /// Every source kind this build knows, for messages.
-pub const KNOWN_KINDS: &[&str] = &["replay", "mastodon", "rss", "reddit", "bluesky"];
+pub const KNOWN_KINDS: &[&str] = &["replay", "mastodon", "rss", "reddit", "bluesky", "jetstream"];
 
 fn parse_source_kind(kind: &str, settings: toml::Table, resolve: &dyn Fn(PathBuf) -> PathBuf) -> Result<SourceConfig, KindError> {
     use serde::de::Deserialize as _;
@@ -595,6 +598,11 @@ fn parse_source_kind(kind: &str, settings: toml::Table, resolve: &dyn Fn(PathBuf
             let mut cfg = crate::sources::bluesky::BlueskyConfig::deserialize(value).map_err(KindError::Settings)?;
             cfg.validate().map_err(|m| KindError::Settings(<toml::de::Error as serde::de::Error>::custom(m)))?;
             Ok(SourceConfig::Bluesky(cfg))
+        }
+        "jetstream" => {
+            let cfg = crate::sources::jetstream::JetstreamConfig::deserialize(value).map_err(KindError::Settings)?;
+            cfg.validate().map_err(|m| KindError::Settings(<toml::de::Error as serde::de::Error>::custom(m)))?;
+            Ok(SourceConfig::Jetstream(cfg))
         }
         _ => Err(KindError::Unknown),
     }

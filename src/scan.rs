@@ -8,12 +8,12 @@
 use std::collections::HashMap;
 
 use chrono::Utc;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::classify::Classification;
 use crate::config::{Config, SourceEntry};
-use crate::identify::PostSignals;
-use crate::model::{Identity, Post};
+use crate::identify::{EvidenceSource, IdentityVerdict, PostSignals};
+use crate::model::{Account, Identity, Post};
 use crate::patterns::Detector;
 use crate::sources::{self, Page, Source};
 use crate::store::{AccountUpdate, NewHit, PageCommit, SourceSummary, Store, StoreError, SuppressionSet};
@@ -148,53 +148,122 @@ async fn process_page(
     for account in &page.accounts {
         let first_time = seen.insert((account.platform.clone(), account.platform_id.clone()));
         let posts = posts_by_author.remove(account.platform_id.as_str()).unwrap_or_default();
-        let mut signals: PostSignals = store.post_signals(&account.platform, &account.platform_id).await?.unwrap_or_default();
+        let stored = store.post_signals(&account.platform, &account.platform_id).await?;
+        let was_stored = stored.is_some();
+        let mut signals: PostSignals = stored.unwrap_or_default();
         for post in &posts {
             signals.merge(detector.identifier.post_signals(post));
         }
         let verdict = detector.identifier.identify(account, &signals);
-        if verdict.identity == Identity::Serving {
-            if first_time {
-                summary.identified += 1;
-            }
-            // Loaded once per account, and only when one of its posts has findings.
-            let mut suppressions: Option<SuppressionSet> = None;
-            for post in posts {
-                let mut classification = detector.classifier.classify(post);
-                if !classification.is_hit_content() {
-                    continue;
-                }
-                let set = match &mut suppressions {
-                    Some(set) => set,
-                    None => suppressions.insert(store.suppressions(&account.platform, &account.platform_id).await?),
-                };
-                let dropped = remove_suppressed(&mut classification, set);
-                // Re-reading the dismissed post itself is not a new suppression.
-                if !set.is_origin(&post.platform_id) {
-                    summary.suppressed += dropped;
-                }
-                if classification.is_hit_content() {
-                    commit.hits.push(NewHit {
-                        source: source_name.to_string(),
-                        account: account.clone(),
-                        verdict: verdict.clone(),
-                        post: post.clone(),
-                        classification,
-                        retrieved_at,
-                    });
-                }
-            }
-        }
-        // Remember only accounts with something policing-related about them.
-        if verdict.identity != Identity::None || !signals.is_empty() {
-            commit.accounts.push(AccountUpdate { account: account.clone(), verdict, post_signals: signals });
-        }
+        let ctx = AccountPosts { account, verdict, signals, was_stored, first_time };
+        classify_posts(source_name, ctx, &posts, store, detector, summary, &mut commit, retrieved_at).await?;
     }
-    for (author, posts) in posts_by_author {
-        warn!(source = source_name, author, posts = posts.len(), "posts whose author profile the source did not return");
-        summary.errors += posts.len() as u64;
+    // Posts whose author's profile is not on the page (a stream such as Jetstream sends a
+    // profile only when it changes): the author is identified from what the store remembers
+    // of them (names and the verdict reached with their profile) plus the signals of their
+    // posts, so accounts whose posts alone identify them are found too.
+    let mut authors: Vec<(&str, Vec<&Post>)> = posts_by_author.into_iter().collect();
+    authors.sort_by_key(|(author, _)| *author);
+    for (author, posts) in authors {
+        let platform = posts[0].platform.clone();
+        let first_time = seen.insert((platform.clone(), author.to_string()));
+        let stored = store.stored_account(&platform, author).await?;
+        let was_stored = stored.is_some();
+        let (account, stored_verdict, mut signals) = match stored {
+            Some(s) => (s.account, Some(s.verdict), s.post_signals),
+            None => (
+                Account {
+                    platform: platform.clone(),
+                    platform_id: author.to_string(),
+                    handle: author.to_string(),
+                    display_name: String::new(),
+                    bio: String::new(),
+                    profile_url: None,
+                },
+                None,
+                PostSignals::default(),
+            ),
+        };
+        for post in &posts {
+            signals.merge(detector.identifier.post_signals(post));
+        }
+        let mut verdict = detector.identifier.identify(&account, &signals);
+        // The bio is not stored, so a verdict reached with it stands until the profile is seen
+        // again; without profile evidence, the display name and posts decide afresh.
+        if let Some(v) = stored_verdict {
+            if v.evidence.iter().any(|e| matches!(e.source, EvidenceSource::Bio | EvidenceSource::DisplayName)) {
+                verdict = v;
+            }
+        }
+        debug!(source = source_name, author, posts = posts.len(), identity = %verdict.identity, "posts without a profile on the page");
+        let ctx = AccountPosts { account: &account, verdict, signals, was_stored, first_time };
+        classify_posts(source_name, ctx, &posts, store, detector, summary, &mut commit, retrieved_at).await?;
     }
     Ok(commit)
+}
+
+/// One author of a page and what is known of them.
+struct AccountPosts<'a> {
+    account: &'a Account,
+    verdict: IdentityVerdict,
+    signals: PostSignals,
+    /// The store already remembers the account (its record is then kept up to date).
+    was_stored: bool,
+    first_time: bool,
+}
+
+/// Classify the posts of one author if they are serving police, adding hits (and the account
+/// record, if there is anything policing-related about it) to the page's commit.
+#[allow(clippy::too_many_arguments)]
+async fn classify_posts(
+    source_name: &str,
+    a: AccountPosts<'_>,
+    posts: &[&Post],
+    store: &Store,
+    detector: &Detector,
+    summary: &mut SourceSummary,
+    commit: &mut PageCommit,
+    retrieved_at: chrono::DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let AccountPosts { account, verdict, signals, was_stored, first_time } = a;
+    if verdict.identity == Identity::Serving {
+        if first_time {
+            summary.identified += 1;
+        }
+        // Loaded once per account, and only when one of its posts has findings.
+        let mut suppressions: Option<SuppressionSet> = None;
+        for post in posts {
+            let mut classification = detector.classifier.classify(post);
+            if !classification.is_hit_content() {
+                continue;
+            }
+            let set = match &mut suppressions {
+                Some(set) => set,
+                None => suppressions.insert(store.suppressions(&account.platform, &account.platform_id).await?),
+            };
+            let dropped = remove_suppressed(&mut classification, set);
+            // Re-reading the dismissed post itself is not a new suppression.
+            if !set.is_origin(&post.platform_id) {
+                summary.suppressed += dropped;
+            }
+            if classification.is_hit_content() {
+                commit.hits.push(NewHit {
+                    source: source_name.to_string(),
+                    account: account.clone(),
+                    verdict: verdict.clone(),
+                    post: (*post).clone(),
+                    classification,
+                    retrieved_at,
+                });
+            }
+        }
+    }
+    // Remember only accounts with something policing-related about them (and keep the record
+    // of one already remembered up to date, e.g. when its bio no longer says police).
+    if verdict.identity != Identity::None || !signals.is_empty() || was_stored {
+        commit.accounts.push(AccountUpdate { account: account.clone(), verdict, post_signals: signals });
+    }
+    Ok(())
 }
 
 /// Drop the findings a dismissal suppresses (same rule, same normalised matched text) and

@@ -8,6 +8,7 @@
 
 pub mod bluesky;
 pub mod http;
+pub mod jetstream;
 pub mod mastodon;
 pub mod reddit;
 pub mod replay;
@@ -87,5 +88,6 @@ pub fn build(entry: &SourceEntry, ctx: &BuildContext) -> Box<dyn Source> {
         SourceConfig::Rss(cfg) => Box::new(rss::RssSource::new(entry.name.clone(), cfg.clone(), ctx)),
         SourceConfig::Reddit(cfg) => Box::new(reddit::RedditSource::new(entry.name.clone(), cfg.clone(), ctx)),
         SourceConfig::Bluesky(cfg) => Box::new(bluesky::BlueskySource::new(entry.name.clone(), cfg.clone(), ctx)),
+        SourceConfig::Jetstream(cfg) => Box::new(jetstream::JetstreamSource::new(entry.name.clone(), cfg.clone(), ctx)),
     }
 }

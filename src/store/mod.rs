@@ -78,6 +78,14 @@ pub struct AccountUpdate {
     pub post_signals: PostSignals,
 }
 
+/// An account as the store remembers it (see [`Store::stored_account`]); `account.bio` is empty.
+#[derive(Debug, Clone)]
+pub struct StoredAccount {
+    pub account: Account,
+    pub verdict: IdentityVerdict,
+    pub post_signals: PostSignals,
+}
+
 /// A hit as the scan hands it to the store.
 #[derive(Debug, Clone)]
 pub struct NewHit {
@@ -599,6 +607,33 @@ impl Store {
             Some((json,)) => Ok(Some(parse_json(&json, || format!("account {platform}/{platform_id}, column post_signals"))?)),
             None => Ok(None),
         }
+    }
+
+    /// What is remembered of an account (no bio: the store never keeps one): its names, the
+    /// verdict last reached with its profile, and its accumulated post signals. For sources
+    /// that deliver posts without their author's profile (Jetstream).
+    pub async fn stored_account(&self, platform: &str, platform_id: &str) -> Result<Option<StoredAccount>> {
+        let row: Option<(String, String, Option<String>, String, String)> = sqlx::query_as(
+            "SELECT handle, display_name, profile_url, verdict, post_signals FROM accounts WHERE platform = ? AND platform_id = ?",
+        )
+        .bind(platform)
+        .bind(platform_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some((handle, display_name, profile_url, verdict, signals)) = row else { return Ok(None) };
+        let what = |col: &str| format!("account {platform}/{platform_id}, column {col}");
+        Ok(Some(StoredAccount {
+            account: Account {
+                platform: platform.to_string(),
+                platform_id: platform_id.to_string(),
+                handle,
+                display_name,
+                bio: String::new(),
+                profile_url,
+            },
+            verdict: parse_json(&verdict, || what("verdict"))?,
+            post_signals: parse_json(&signals, || what("post_signals"))?,
+        }))
     }
 
     /// Commit one page atomically; returns how many hits were new (duplicates are ignored).
