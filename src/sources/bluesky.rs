@@ -224,7 +224,7 @@ impl BlueskyConfig {
         if !(1..=100).contains(&self.posts_per_request) {
             return Err("`posts_per_request`: must be 1 to 100".into());
         }
-        for (key, v) in [
+        crate::sources::http::require_positive(&[
             ("timeout_secs", self.timeout_secs),
             ("max_body_bytes", self.max_body_bytes),
             ("max_concurrent_requests", self.max_concurrent_requests as u64),
@@ -232,11 +232,7 @@ impl BlueskyConfig {
             ("first_scan_pages", self.first_scan_pages as u64),
             ("max_new_posts_per_account", self.max_new_posts_per_account as u64),
             ("search_max_accounts", self.search_max_accounts as u64),
-        ] {
-            if v == 0 {
-                return Err(format!("`{key}`: must be at least 1"));
-            }
-        }
+        ])?;
         Ok(())
     }
 

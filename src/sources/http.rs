@@ -61,6 +61,14 @@ pub struct HttpSettings {
     pub reserve_fraction: f64,
 }
 
+/// Config check shared by every source: each named setting must be at least 1.
+pub fn require_positive(settings: &[(&str, u64)]) -> Result<(), String> {
+    match settings.iter().find(|(_, v)| *v == 0) {
+        Some((key, _)) => Err(format!("`{key}`: must be at least 1")),
+        None => Ok(()),
+    }
+}
+
 impl HttpSettings {
     /// The settings every source derives from its common config keys (`timeout_secs`,
     /// `max_body_bytes`, `max_retries`, `retry_backoff_ms`, `max_requests_per_second`): connect

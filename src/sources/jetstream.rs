@@ -141,12 +141,7 @@ impl JetstreamConfig {
             ("failures_before_switch", self.failures_before_switch as u64),
             ("idle_seconds", self.idle_seconds),
         ];
-        for (key, v) in positive {
-            if v == 0 {
-                return Err(format!("`{key}` must be at least 1"));
-            }
-        }
-        Ok(())
+        crate::sources::http::require_positive(&positive)
     }
 }
 

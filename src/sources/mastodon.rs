@@ -194,18 +194,14 @@ impl MastodonConfig {
         if !(1..=40).contains(&self.statuses_per_request) {
             return Err("`statuses_per_request`: must be 1 to 40".into());
         }
-        for (key, v) in [
+        crate::sources::http::require_positive(&[
             ("timeout_secs", self.timeout_secs),
             ("max_body_bytes", self.max_body_bytes),
             ("max_concurrent_requests", self.max_concurrent_requests as u64),
             ("max_requests_per_second", self.max_requests_per_second as u64),
             ("first_scan_pages", self.first_scan_pages as u64),
             ("max_new_statuses_per_account", self.max_new_statuses_per_account as u64),
-        ] {
-            if v == 0 {
-                return Err(format!("`{key}`: must be at least 1"));
-            }
-        }
+        ])?;
         Ok(())
     }
 

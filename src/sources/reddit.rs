@@ -197,7 +197,7 @@ impl RedditConfig {
         if !(1..=100).contains(&self.items_per_request) {
             return Err("`items_per_request`: must be 1 to 100".into());
         }
-        for (key, v) in [
+        crate::sources::http::require_positive(&[
             ("timeout_secs", self.timeout_secs),
             ("max_body_bytes", self.max_body_bytes),
             ("max_concurrent_requests", self.max_concurrent_requests as u64),
@@ -206,11 +206,7 @@ impl RedditConfig {
             ("subreddit_pages", self.subreddit_pages as u64),
             ("users_per_page", self.users_per_page as u64),
             ("max_new_items_per_user", self.max_new_items_per_user as u64),
-        ] {
-            if v == 0 {
-                return Err(format!("`{key}`: must be at least 1"));
-            }
-        }
+        ])?;
         Ok(())
     }
 

@@ -80,15 +80,11 @@ impl RssConfig {
                 return Err(format!("`feeds`: `{feed}` is listed twice"));
             }
         }
-        for (key, v) in [
+        crate::sources::http::require_positive(&[
             ("timeout_secs", self.timeout_secs),
             ("max_body_bytes", self.max_body_bytes),
             ("max_requests_per_second", self.max_requests_per_second as u64),
-        ] {
-            if v == 0 {
-                return Err(format!("`{key}`: must be at least 1"));
-            }
-        }
+        ])?;
         Ok(())
     }
 
