@@ -478,15 +478,21 @@ impl WordlistPrefilter {
                 }
             }
         }
+        // ASCII characters are classed exactly; any non-ASCII character (a look-alike letter,
+        // an emoji, a Welsh vowel) is allowed everywhere, which keeps the regex small and fast
+        // and can only let more texts through to the filter.
+        const NON_ASCII: &str = r"\x{80}-\x{10FFFF}";
+        let ascii_class = |set: &std::collections::BTreeSet<char>| -> String {
+            set.iter().filter(|c| c.is_ascii()).map(|c| regex::escape(&c.to_string())).collect()
+        };
         let class = |c: char| -> String {
             let mut set: std::collections::BTreeSet<char> = readings.get(&c).cloned().unwrap_or_default();
             set.insert(c);
             set.extend(c.to_uppercase());
             set.extend(c.to_lowercase());
-            let body: String = set.iter().map(|c| regex::escape(&c.to_string())).collect();
-            format!("[{body}]")
+            format!("[{}{NON_ASCII}]", ascii_class(&set))
         };
-        // Letters and digits are never skipped; anything else but whitespace may be.
+        // Letters and digits are never skipped; any other character but whitespace may be.
         let mut letters: std::collections::BTreeSet<char> = readable;
         for w in &words {
             letters.extend(w.chars().filter(|c| c.is_alphanumeric()));
@@ -495,10 +501,11 @@ impl WordlistPrefilter {
             letters.extend(c.to_uppercase());
             letters.extend(c.to_lowercase());
         }
-        let not_letter: String = letters.iter().map(|c| regex::escape(&c.to_string())).collect();
-        // Not whitespace either: `find` keeps only whitespace-free spans the filter flags on
-        // their own, so a word spread over several whitespace-separated parts is never found.
-        let gap = format!("[^{not_letter}\\s]");
+        let skippable: std::collections::BTreeSet<char> =
+            (0u8..128).map(char::from).filter(|c| !c.is_ascii_whitespace() && !letters.contains(c)).collect();
+        // Not whitespace: `find` keeps only whitespace-free spans the filter flags on their
+        // own, so a word spread over several whitespace-separated parts is never found.
+        let gap = format!("[{}{NON_ASCII}]", ascii_class(&skippable));
         let mut alts: Vec<String> = Vec::new();
         for w in &words {
             let mut parts: Vec<String> = Vec::new();
