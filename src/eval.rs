@@ -108,6 +108,23 @@ impl Corpus {
     }
 }
 
+impl Corpus {
+    /// The accounts accepted by `keep` (given an account id) and their posts: a split of the
+    /// corpus, e.g. the odd-numbered accounts of `dev` that tuning never looked at.
+    pub fn subset(&self, keep: impl Fn(&str) -> bool) -> Corpus {
+        Corpus {
+            accounts: self.accounts.iter().filter(|a| keep(&a.id)).cloned().collect(),
+            posts: self.posts.iter().filter(|p| keep(&p.post.author_id)).cloned().collect(),
+        }
+    }
+}
+
+/// Whether an account id (`a017`) has an odd number: the half of a corpus kept for measuring.
+pub fn is_odd_id(id: &str) -> bool {
+    let digits: String = id.chars().filter(char::is_ascii_digit).collect();
+    digits.parse::<u64>().is_ok_and(|n| n % 2 == 1)
+}
+
 /// Precision, recall and F1 from counts.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Prf {
@@ -472,6 +489,26 @@ mod tests {
             text,
             "{\"kind\":\"account\",\"id\":\"a001\",\"identity\":\"serving\"}\n{\"kind\":\"post\",\"id\":\"p0001\",\"categories\":[\"operational\"],\"hit\":true}\n"
         );
+    }
+
+    #[test]
+    fn a_subset_keeps_the_chosen_accounts_and_only_their_posts() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("accounts.jsonl"),
+            "{\"id\":\"a1\",\"platform\":\"rss\",\"handle\":\"h\",\"identity\":\"serving\"}\n{\"id\":\"a2\",\"platform\":\"rss\",\"handle\":\"g\",\"identity\":\"none\"}\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("posts.jsonl"),
+            "{\"id\":\"p1\",\"account_id\":\"a1\",\"platform\":\"rss\",\"created_at\":\"2026-01-01T00:00:00Z\",\"text\":\"x\",\"categories\":[]}\n{\"id\":\"p2\",\"account_id\":\"a2\",\"platform\":\"rss\",\"created_at\":\"2026-01-01T00:00:00Z\",\"text\":\"y\",\"categories\":[]}\n",
+        )
+        .unwrap();
+        let c = Corpus::read(dir.path()).unwrap();
+        let odd = c.subset(is_odd_id);
+        assert_eq!(odd.accounts.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(), ["a1"]);
+        assert_eq!(odd.posts.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(), ["p1"]);
+        assert!(is_odd_id("a017") && !is_odd_id("a120") && !is_odd_id("x"));
     }
 
     #[test]

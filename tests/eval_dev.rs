@@ -3,8 +3,11 @@
 //! REQUIRE_PEERS=1. Issue 4's targets are serving F1 0.95, hit P 0.92 / R 0.90, category F1 0.80.
 //! The category rules were rewritten on structure (not dev phrases) and then corrected only on
 //! error classes seen in the even-numbered half of dev; the thresholds are what that rule set
-//! reaches on the whole of dev, rounded down. Hit recall (0.836) and the gifts and secondary
-//! employment categories are below issue 4's targets: honest figures, not tuned to dev phrases.
+//! reaches on the whole of dev, rounded down.
+//! Then (detect3) rules were widened by behaviour class (synonyms, slang, Welsh, emoji, gifts
+//! from businesses, covert methods, first names next to a victim or suspect): dev hit P 1.000
+//! R 0.943 F1 0.970; the odd-numbered half (its misses were read for classes, never phrases)
+//! P 1.000 R 0.920. Thresholds are those figures rounded down.
 
 mod common;
 
@@ -24,12 +27,27 @@ fn dev_corpus_meets_the_detection_targets() {
     let Some(r) = report() else { return };
     println!("{r}");
     assert!(r.serving.f1() >= 0.97, "serving F1 {}", r.serving);
-    assert!(r.hits.precision() >= 0.95, "hit precision {}", r.hits);
-    assert!(r.hits.recall() >= 0.82, "hit recall {}", r.hits);
-    assert!(r.hits.f1() >= 0.89, "hit F1 {}", r.hits);
+    assert!(r.hits.precision() >= 0.99, "hit precision {}", r.hits);
+    assert!(r.hits.recall() >= 0.94, "hit recall {}", r.hits);
+    assert!(r.hits.f1() >= 0.97, "hit F1 {}", r.hits);
     for (c, prf) in &r.categories {
-        assert!(prf.f1() >= 0.75, "{c} F1 {prf}");
+        assert!(prf.f1() >= 0.84, "{c} F1 {prf}");
     }
+    let false_hits: usize = r.false_hits_by_identity.values().sum();
+    assert_eq!(false_hits, 0, "hits from official/associated/none accounts: {:?}", r.false_hits_by_identity);
+}
+
+#[test]
+fn the_odd_numbered_half_of_dev_meets_its_thresholds() {
+    let Some(dir) = common::shared("corpus/dev") else { return };
+    let detector = Detector::load(&common::repo().join("patterns"), &Forces::embedded()).expect("pattern files load");
+    let corpus = eval::Corpus::read(&dir).expect("corpus reads").subset(eval::is_odd_id);
+    assert!(corpus.accounts.len() > 40 && corpus.posts.len() > 300, "odd half: {} accounts", corpus.accounts.len());
+    let r = eval::evaluate(&corpus, &detector);
+    println!("{r}");
+    assert!(r.hits.precision() >= 0.97, "hit precision {}", r.hits);
+    assert!(r.hits.recall() >= 0.91, "hit recall {}", r.hits);
+    assert!(r.hits.f1() >= 0.95, "hit F1 {}", r.hits);
     let false_hits: usize = r.false_hits_by_identity.values().sum();
     assert_eq!(false_hits, 0, "hits from official/associated/none accounts: {:?}", r.false_hits_by_identity);
 }
