@@ -99,10 +99,20 @@ impl History {
     /// The history of `hits`, each counted for the route the digest sends it to (see
     /// [`Routing::route_for`](crate::config::Routing::route_for)).
     pub fn from_hits(config: &Config, hits: &[HitRecord], now: DateTime<Utc>) -> History {
+        History::from_rows(config, hits.iter().map(|h| (h.force.as_deref(), h.retrieved_at, h.categories.as_slice())), now)
+    }
+
+    /// The same from (force, retrieval time, categories) rows, e.g.
+    /// [`crate::store::Store::hit_categories_since`].
+    pub fn from_rows<'a>(
+        config: &Config,
+        rows: impl IntoIterator<Item = (Option<&'a str>, DateTime<Utc>, &'a [Category])>,
+        now: DateTime<Utc>,
+    ) -> History {
         let mut h = History::new(now);
-        for hit in hits {
-            let route = config.routing.route_for(hit.force.as_deref()).0.unwrap_or(super::DEFAULT_ROUTE);
-            h.add(route, hit.retrieved_at.date_naive(), &hit.categories);
+        for (force, retrieved_at, categories) in rows {
+            let route = config.routing.route_for(force).0.unwrap_or(super::DEFAULT_ROUTE);
+            h.add(route, retrieved_at.date_naive(), categories);
         }
         h
     }

@@ -377,10 +377,11 @@ pub async fn run(
 /// chart is an extra: when the hits cannot be read, the digest goes without it (and says why in
 /// the log) rather than not at all.
 async fn history(config: &Config, store: &Store, now: DateTime<Utc>) -> chart::History {
-    // The store's `daily_category_counts` has no force, and a route must see only its own
-    // forces' figures: count from the hits themselves (retention bounds how many there are).
-    match store.list_hits(&crate::store::HitFilter::default()).await {
-        Ok(hits) => chart::History::from_hits(config, &hits, now),
+    // A route must see only its own forces' figures, so count per hit with its force; only the
+    // chart's window is read, and no post text.
+    let since = chart::History::new(now).since();
+    match store.hit_categories_since(since).await {
+        Ok(rows) => chart::History::from_rows(config, rows.iter().map(|(f, at, c)| (f.as_deref(), *at, c.as_slice())), now),
         Err(e) => {
             tracing::warn!(error = %e, "could not read the hits of the last days; digests go without their chart");
             chart::History::new(now)

@@ -907,6 +907,29 @@ impl Store {
         Ok(out)
     }
 
+    /// Force, retrieval time and categories of every hit retrieved since `since`: what the
+    /// digest's per-route charts need, without loading post text or evidence (memory stays
+    /// bounded by the chart's window, whatever the backlog).
+    pub async fn hit_categories_since(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(Option<String>, DateTime<Utc>, Vec<Category>)>> {
+        let rows: Vec<(i64, Option<String>, String, String)> =
+            sqlx::query_as("SELECT id, force, retrieved_at, categories FROM hits WHERE retrieved_at >= ? ORDER BY id")
+                .bind(ts(since))
+                .fetch_all(&self.pool)
+                .await?;
+        rows.into_iter()
+            .map(|(id, force, at, cats)| {
+                Ok((
+                    force,
+                    parse_ts(&at, || format!("hit {id}, column retrieved_at"))?,
+                    parse_json(&cats, || format!("hit {id}, column categories"))?,
+                ))
+            })
+            .collect()
+    }
+
     /// Record a review decision (append-only log) and set the hit's status. See
     /// [`Store::review`] for what it does to remembered suppressions.
     pub async fn review_hit(&self, id: i64, status: ReviewStatus, note: &str, reviewer: &str) -> Result<()> {

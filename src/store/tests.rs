@@ -753,6 +753,13 @@ async fn get_hits_and_daily_category_counts() {
         ]
     );
 
+    // The chart's rows: only hits in the window, with their categories, no text.
+    let rows = db.store.hit_categories_since(t("2026-02-15T00:00:00Z")).await.unwrap();
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[0].1, day1);
+    assert_eq!(rows[0].2, vec![Category::Political, Category::Operational]);
+    assert!(rows.iter().all(|(_, at, _)| *at >= t("2026-02-15T00:00:00Z")));
+
     let all = db.store.list_hits(&HitFilter::default()).await.unwrap();
     let ids: Vec<i64> = all.iter().rev().map(|h| h.id).collect();
     let got: Vec<i64> = db.store.get_hits(&ids).await.unwrap().iter().map(|h| h.id).collect();
