@@ -162,14 +162,7 @@ fn every_mastodon_payload_parses() {
     // Instance: mastodon.social made hashtag feeds public when recorded.
     assert_eq!(hashtag_feeds_public(&read(&dir, check("mastodon_social_instance_v2_200.json"))).unwrap(), Some(true));
 
-    let mut all: Vec<String> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".json") && !n.ends_with(".headers.json"))
-        .collect();
-    all.sort();
-    let missing: Vec<&String> = all.iter().filter(|n| !checked.contains(n.as_str())).collect();
-    assert!(missing.is_empty(), "fixtures without a check: {missing:?}");
+    common::assert_every_payload_checked(&dir, &checked);
 }
 
 /// Every recorded header sidecar: rate-limit headers parse (ISO-8601 reset), and `Link` headers

@@ -162,14 +162,7 @@ fn every_reddit_payload_parses() {
     let h = sidecar_headers(&dir, "api_me_429_retry_after.headers.json");
     assert_eq!(parse_retry_after(h["retry-after"].to_str().unwrap()), Some(Duration::from_secs(4)));
 
-    let mut all: Vec<String> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".json") && !n.ends_with(".headers.json"))
-        .collect();
-    all.sort();
-    let missing: Vec<&String> = all.iter().filter(|n| !checked.contains(n.as_str())).collect();
-    assert!(missing.is_empty(), "fixtures without a check: {missing:?}");
+    common::assert_every_payload_checked(&dir, &checked);
 }
 
 /// Every recorded header sidecar: where Reddit sent `x-ratelimit-*` (used as an integer,

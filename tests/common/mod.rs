@@ -91,3 +91,16 @@ pub fn emls(dir: &Path) -> Vec<String> {
     files.sort();
     files.iter().map(|p| std::fs::read_to_string(p).unwrap()).collect()
 }
+
+/// Every recorded payload (`*.json`, not the `*.headers.json` sidecars) in a fixtures folder is
+/// among `checked`: a payload added to `../shared` without a test fails instead of passing unread.
+pub fn assert_every_payload_checked(dir: &Path, checked: &std::collections::BTreeSet<&str>) {
+    let mut all: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".json") && !n.ends_with(".headers.json"))
+        .collect();
+    all.sort();
+    let missing: Vec<&String> = all.iter().filter(|n| !checked.contains(n.as_str())).collect();
+    assert!(missing.is_empty(), "fixtures without a check: {missing:?}");
+}
