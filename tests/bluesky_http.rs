@@ -3,6 +3,8 @@
 //! what is new (late-indexed posts included), a capped read resumed without a gap, reposts,
 //! opt-outs, 429, 5xx, malformed and refused responses, and the config registration.
 
+mod common;
+
 use std::sync::{Arc, Mutex};
 
 use exposure_monitor::config::SourceConfig;
@@ -140,21 +142,8 @@ fn source(server: &MockServer, extra: &str) -> BlueskySource {
     BlueskySource::new("bsky".into(), cfg, &BuildContext::new("psd-test@example.invalid"))
 }
 
-/// Every page until `done`, keeping the cursor as the scan would.
 async fn run(src: &mut BlueskySource, cursor: Option<String>) -> (Vec<Page>, Option<String>) {
-    let mut cursor = cursor;
-    let mut pages = vec![];
-    loop {
-        let page = src.next_page(cursor.as_deref()).await.unwrap_or_else(|e| panic!("source failed: {e}"));
-        if page.cursor.is_some() {
-            cursor = page.cursor.clone();
-        }
-        let done = page.done;
-        pages.push(page);
-        if done || pages.len() > 100 {
-            return (pages, cursor);
-        }
-    }
+    common::pages_until_done(src, cursor, 100).await
 }
 
 fn texts(pages: &[Page]) -> Vec<String> {

@@ -2,6 +2,8 @@
 //! retries, 429s, timeouts, body cap, rate-limit header flavours, concurrency; pagination to the
 //! end, incremental runs, per-page cursors, opt-outs and malformed responses.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -319,21 +321,8 @@ fn source(server: &MockServer, extra: &str) -> MastodonSource {
     MastodonSource::new("masto".into(), cfg, &BuildContext::new("psd-test@example.invalid"))
 }
 
-/// Pages until `done`, as the scan does; returns the pages and the last cursor.
-async fn run(src: &mut MastodonSource, mut cursor: Option<String>) -> (Vec<Page>, Option<String>) {
-    let mut pages = vec![];
-    loop {
-        let page = src.next_page(cursor.as_deref()).await.unwrap();
-        if page.cursor.is_some() {
-            cursor = page.cursor.clone();
-        }
-        let done = page.done;
-        pages.push(page);
-        if done {
-            return (pages, cursor);
-        }
-        assert!(pages.len() < 50, "no end");
-    }
+async fn run(src: &mut MastodonSource, cursor: Option<String>) -> (Vec<Page>, Option<String>) {
+    common::pages_until_done(src, cursor, 50).await
 }
 
 fn post_ids(pages: &[Page]) -> Vec<String> {

@@ -3,6 +3,8 @@
 //! incremental runs with `before`, a deleted anchor, opt-outs, 429 with `x-ratelimit-reset`,
 //! 5xx, and malformed answers.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use exposure_monitor::sources::reddit::{Cursor, RedditConfig, RedditSource};
@@ -78,21 +80,8 @@ async fn mount_about(server: &MockServer, name: &str, bio: &str, hide: bool) {
         .await;
 }
 
-/// Pages until `done`, as the scan does; returns the pages and the last cursor.
-async fn run(src: &mut RedditSource, mut cursor: Option<String>) -> (Vec<Page>, Option<String>) {
-    let mut pages = vec![];
-    loop {
-        let page = src.next_page(cursor.as_deref()).await.unwrap();
-        if page.cursor.is_some() {
-            cursor = page.cursor.clone();
-        }
-        let done = page.done;
-        pages.push(page);
-        if done {
-            return (pages, cursor);
-        }
-        assert!(pages.len() < 50, "no end");
-    }
+async fn run(src: &mut RedditSource, cursor: Option<String>) -> (Vec<Page>, Option<String>) {
+    common::pages_until_done(src, cursor, 50).await
 }
 
 fn post_ids(pages: &[Page]) -> Vec<String> {

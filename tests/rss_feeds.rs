@@ -5,7 +5,7 @@
 mod common;
 
 use exposure_monitor::sources::rss::{parse_feed, Cursor, RssConfig, RssSource};
-use exposure_monitor::sources::{BuildContext, Page, Source, SourceError};
+use exposure_monitor::sources::{BuildContext, Page, SourceError};
 use wiremock::matchers::{header, header_exists, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -87,18 +87,9 @@ fn source(feeds: &[String]) -> RssSource {
 }
 
 async fn run(src: &mut RssSource, cursor: &mut Option<String>) -> Vec<Page> {
-    let mut pages = vec![];
-    loop {
-        let page = src.next_page(cursor.as_deref()).await.unwrap();
-        if page.cursor.is_some() {
-            *cursor = page.cursor.clone();
-        }
-        let done = page.done;
-        pages.push(page);
-        if done || pages.len() > 20 {
-            return pages;
-        }
-    }
+    let (pages, last) = common::pages_until_done(src, cursor.take(), 20).await;
+    *cursor = last;
+    pages
 }
 
 fn titles(pages: &[Page]) -> Vec<String> {

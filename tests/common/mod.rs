@@ -104,3 +104,26 @@ pub fn assert_every_payload_checked(dir: &Path, checked: &std::collections::BTre
     let missing: Vec<&String> = all.iter().filter(|n| !checked.contains(n.as_str())).collect();
     assert!(missing.is_empty(), "fixtures without a check: {missing:?}");
 }
+
+/// Reads a source page by page until it says `done`, carrying the cursor as the scan does;
+/// returns the pages and the last cursor. A source that has not finished after `max_pages`
+/// pages fails the test (a paging loop that never ends).
+pub async fn pages_until_done<S: exposure_monitor::sources::Source>(
+    src: &mut S,
+    mut cursor: Option<String>,
+    max_pages: usize,
+) -> (Vec<exposure_monitor::sources::Page>, Option<String>) {
+    let mut pages = vec![];
+    loop {
+        let page = src.next_page(cursor.as_deref()).await.unwrap_or_else(|e| panic!("source failed: {e}"));
+        if page.cursor.is_some() {
+            cursor = page.cursor.clone();
+        }
+        let done = page.done;
+        pages.push(page);
+        if done {
+            return (pages, cursor);
+        }
+        assert!(pages.len() < max_pages, "no end after {max_pages} pages");
+    }
+}
