@@ -1,0 +1,89 @@
+//! Run the real `exposure-monitor` binary as a child process and measure it: wall time and peak
+//! resident memory (the kernel's own high-water mark, from `wait4`'s resource usage), so a
+//! budget benchmark measures exactly what an operator's cron job would run, and nothing of the
+//! benchmark harness (servers, generators) counts against the program's memory.
+
+#![allow(dead_code)] // each benchmark uses a different part
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// What one measured run of the binary did.
+#[derive(Debug)]
+pub struct Measured {
+    pub exit_code: Option<i32>,
+    pub wall: Duration,
+    /// Peak resident set size of the child, in KiB (`ru_maxrss`).
+    pub peak_rss_kib: u64,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Measured {
+    pub fn peak_rss_mib(&self) -> f64 {
+        self.peak_rss_kib as f64 / 1024.0
+    }
+
+    /// Panic with the child's output unless it exited 0.
+    pub fn assert_success(&self, what: &str) {
+        assert_eq!(self.exit_code, Some(0), "{what} failed\n--- stdout\n{}\n--- stderr\n{}", self.stdout, self.stderr);
+    }
+}
+
+/// The release binary built for this benchmark (`cargo bench` builds it).
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_exposure-monitor")
+}
+
+/// Run `cmd` to completion, capturing its output, and measure it.
+pub fn run(cmd: &mut Command) -> Measured {
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let start = Instant::now();
+    let mut child = cmd.spawn().expect("spawn the measured command");
+    // Drain the pipes on their own threads so a chatty child never blocks on a full pipe.
+    let mut out = child.stdout.take().expect("piped stdout");
+    let mut err = child.stderr.take().expect("piped stderr");
+    let out_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut out, &mut s).ok();
+        s
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut err, &mut s).ok();
+        s
+    });
+    let pid = child.id() as libc::pid_t;
+    let mut status: libc::c_int = 0;
+    // SAFETY: `rusage` is plain data the kernel fills in; `pid` is our own un-reaped child
+    // (std's `Child` is never waited on afterwards, so nothing reaps it twice).
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let reaped = loop {
+        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        if r == -1 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+            continue;
+        }
+        break r;
+    };
+    let wall = start.elapsed();
+    assert_eq!(reaped, pid, "wait4 on the measured child: {}", std::io::Error::last_os_error());
+    std::mem::forget(child);
+    let exit_code = if libc::WIFEXITED(status) { Some(libc::WEXITSTATUS(status)) } else { None };
+    Measured {
+        exit_code,
+        wall,
+        peak_rss_kib: usage.ru_maxrss as u64,
+        stdout: out_reader.join().unwrap_or_default(),
+        stderr: err_reader.join().unwrap_or_default(),
+    }
+}
+
+/// Peak resident memory of this process so far, in KiB (`VmHWM`), for in-process benchmarks.
+pub fn own_peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
