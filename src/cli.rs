@@ -16,7 +16,7 @@ use crate::config::Config;
 use crate::forces::Forces;
 use crate::model::Category;
 use crate::patterns::Detector;
-use crate::store::{HitFilter, HitRecord, ReviewStatus, Store};
+use crate::store::{HitFilter, HitRecord, HitScope, ReviewStatus, RouteFilter, Store};
 
 /// Exit code: some sources (or digest routes) failed, the rest succeeded and were stored.
 pub const EXIT_PARTIAL: u8 = 2;
@@ -228,6 +228,13 @@ pub struct FilterArgs {
     /// At most this many hits.
     #[arg(long, default_value_t = 200)]
     pub limit: u32,
+    /// Only hits no digest has delivered yet (a digest's backlog).
+    #[arg(long)]
+    pub unsent: bool,
+    /// Only hits a digest sends to this route: a force with a route of its own in the config
+    /// (name or alias), or "default" (unknown forces and forces without a route).
+    #[arg(long)]
+    pub route: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -604,14 +611,21 @@ fn actor() -> String {
 async fn hits(config: &Config, store: &Store, cmd: HitsCommand) -> Result<u8> {
     match cmd {
         HitsCommand::List(args) => {
+            let scope = hit_scope(config, &args.filter)?;
             let filter = hit_filter(config, args.filter)?;
-            let hits = store.list_hits(&filter).await?;
+            let hits = store.list_hits_scoped(&filter, &scope).await?;
             let detail = format!(
-                "status={} force={} category={} since={} -> {} hit(s)",
+                "status={} force={} category={} since={} unsent={} route={} -> {} hit(s)",
                 filter.status.map(status_name).unwrap_or("any"),
                 filter.force.as_deref().unwrap_or("any"),
                 filter.category.map(|c| c.as_str()).unwrap_or("any"),
                 filter.since.map(|t| t.to_rfc3339()).unwrap_or_else(|| "any".into()),
+                scope.unsent,
+                match &scope.route {
+                    None => "any",
+                    Some(RouteFilter::Force(f)) => f.as_str(),
+                    Some(RouteFilter::Default { .. }) => crate::digest::DEFAULT_ROUTE,
+                },
                 hits.len()
             );
             store.audit(&actor(), "hits list", &detail).await?;
@@ -626,8 +640,9 @@ async fn hits(config: &Config, store: &Store, cmd: HitsCommand) -> Result<u8> {
             Ok(0)
         }
         HitsCommand::Export(args) => {
+            let scope = hit_scope(config, &args.filter)?;
             let filter = hit_filter(config, args.filter)?;
-            let hits = store.list_hits(&filter).await?;
+            let hits = store.list_hits_scoped(&filter, &scope).await?;
             let mut out: Box<dyn std::io::Write> = match &args.output {
                 Some(path) => Box::new(std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?),
                 None => Box::new(std::io::stdout().lock()),
@@ -715,6 +730,32 @@ fn hit_filter(config: &Config, args: FilterArgs) -> Result<HitFilter> {
         None => None,
     };
     Ok(HitFilter { status: args.status, force, category: args.category, since: args.since, limit: Some(args.limit) })
+}
+
+/// `--unsent` and `--route`: a route is a force with a route of its own in the config (by name
+/// or alias), or "default".
+fn hit_scope(config: &Config, args: &FilterArgs) -> Result<HitScope> {
+    let route = match args.route.as_deref() {
+        None => None,
+        Some(r) if r.eq_ignore_ascii_case(crate::digest::DEFAULT_ROUTE) => {
+            Some(RouteFilter::Default { routed: config.routing.forces.keys().cloned().collect() })
+        }
+        Some(r) => {
+            let name = config.forces.canonical(r).unwrap_or(r);
+            match config.routing.route_for(Some(name)).0 {
+                Some(route) => Some(RouteFilter::Force(route.to_string())),
+                None => {
+                    let routes: Vec<&str> = config.routing.forces.keys().map(String::as_str).collect();
+                    anyhow::bail!(
+                        "`{r}` is not a route in {}: use \"default\" or one of the forces under [routing.forces]: {}",
+                        config.path.display(),
+                        if routes.is_empty() { "(none configured)".to_string() } else { routes.join(", ") }
+                    )
+                }
+            }
+        }
+    };
+    Ok(HitScope { unsent: args.unsent, route })
 }
 
 /// One JSON object per line: the stored hit plus its evidence hash.

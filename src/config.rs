@@ -153,7 +153,17 @@ pub struct DigestSettings {
     /// Send a short "nothing found" message when there are no new hits.
     pub send_empty: bool,
     pub subject_prefix: String,
+    /// Most hits shown in detail per route and run (`digest.max_hits_per_route`): the most
+    /// severe first, then the longest waiting. The rest stay unsent for later digests and the
+    /// message summarises them.
+    pub max_hits_per_route: usize,
 }
+
+/// Default of `digest.max_hits_per_route`: one message's worth.
+pub const DEFAULT_MAX_HITS_PER_ROUTE: usize = 150;
+/// Largest `digest.max_hits_per_route` accepted (a route's hits are split over messages of at
+/// most 150 hits, so this bounds one run to 14 messages per route).
+pub const MAX_HITS_PER_ROUTE_LIMIT: usize = 2000;
 
 /// One problem in a config file: where it is and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -264,11 +274,12 @@ struct RawDigest {
     send_empty: bool,
     #[serde(default = "default_subject_prefix")]
     subject_prefix: String,
+    max_hits_per_route: Option<Spanned<i64>>,
 }
 
 impl Default for RawDigest {
     fn default() -> Self {
-        RawDigest { send_empty: true, subject_prefix: default_subject_prefix() }
+        RawDigest { send_empty: true, subject_prefix: default_subject_prefix(), max_hits_per_route: None }
     }
 }
 
@@ -386,6 +397,23 @@ impl Validator<'_> {
                 ),
             );
         }
+        let max_hits_per_route = match &raw.digest.max_hits_per_route {
+            None => DEFAULT_MAX_HITS_PER_ROUTE,
+            Some(n) => match usize::try_from(*n.get_ref()) {
+                Ok(v) if (1..=MAX_HITS_PER_ROUTE_LIMIT).contains(&v) => v,
+                _ => {
+                    self.err(
+                        "digest.max_hits_per_route",
+                        Some(n.span()),
+                        format!(
+                            "must be a whole number from 1 to {MAX_HITS_PER_ROUTE_LIMIT} (hits shown per route and run), not {}",
+                            n.get_ref()
+                        ),
+                    );
+                    DEFAULT_MAX_HITS_PER_ROUTE
+                }
+            },
+        };
         let cfg = Config {
             path: path.to_path_buf(),
             database: resolve(raw.database.unwrap_or_else(|| DEFAULT_DATABASE.into())),
@@ -396,7 +424,11 @@ impl Validator<'_> {
             mail: mail?,
             routing,
             retention: Retention { days: raw.retention.days, dismissed_days: raw.retention.dismissed_days },
-            digest: DigestSettings { send_empty: raw.digest.send_empty, subject_prefix: raw.digest.subject_prefix },
+            digest: DigestSettings {
+                send_empty: raw.digest.send_empty,
+                subject_prefix: raw.digest.subject_prefix,
+                max_hits_per_route,
+            },
         };
         Some(cfg)
     }
@@ -647,6 +679,24 @@ default = ["psd-triage@example.police.uk"]
         }
         assert_eq!(cfg.retention, Retention { days: 365, dismissed_days: 30 });
         assert!(cfg.digest.send_empty);
+    }
+
+    #[test]
+    fn digest_cap_defaults_and_is_validated() {
+        assert_eq!(load(GOOD).unwrap().digest.max_hits_per_route, DEFAULT_MAX_HITS_PER_ROUTE);
+        let with = |v: &str| format!("{GOOD}\n[digest]\nmax_hits_per_route = {v}\n");
+        assert_eq!(load(&with("40")).unwrap().digest.max_hits_per_route, 40);
+        for bad in ["0", "-5", "2001"] {
+            let err = load(&with(bad)).unwrap_err();
+            assert_eq!(err.errors.len(), 1, "{err}");
+            let e = &err.errors[0];
+            assert_eq!(e.key, "digest.max_hits_per_route", "{e}");
+            assert_eq!(e.line, Some(GOOD.lines().count() + 3), "{e}");
+            assert!(e.message.contains("from 1 to 2000") && e.message.contains(bad), "{e}");
+        }
+        let err = load(&with("\"lots\"")).unwrap_err();
+        assert_eq!(err.errors[0].line, Some(GOOD.lines().count() + 3), "{err}");
+        assert!(err.to_string().contains("\"lots\""), "{err}");
     }
 
     #[test]

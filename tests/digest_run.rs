@@ -30,7 +30,7 @@ fn config(dir: &Path, transport: TransportConfig, kent: &[&str]) -> Config {
         mail: MailConfig { from: "Exposure Monitor <monitor@psd.example.invalid>".into(), transport },
         routing: Routing { forces, default: vec!["triage@example.invalid".into()] },
         retention: Retention { dismissed_days: 30, days: 365 },
-        digest: DigestSettings { send_empty: true, subject_prefix: "[em-test]".into() },
+        digest: DigestSettings { send_empty: true, subject_prefix: "[em-test]".into(), max_hits_per_route: 150 },
     }
 }
 

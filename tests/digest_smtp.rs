@@ -126,7 +126,7 @@ fn config(transport: TransportConfig, routes: &[(&str, &[&str])], default: &[&st
         mail: MailConfig { from: FROM.into(), transport },
         routing: Routing { forces, default: default.iter().map(|s| s.to_string()).collect() },
         retention: Retention { dismissed_days: 30, days: 365 },
-        digest: DigestSettings { send_empty: true, subject_prefix: "[em-test]".into() },
+        digest: DigestSettings { send_empty: true, subject_prefix: "[em-test]".into(), max_hits_per_route: 150 },
     }
 }
 

@@ -83,16 +83,21 @@ impl History {
 
     /// Count one hit found on `day` for `route` (outside the window: ignored).
     pub fn add(&mut self, route: &str, day: NaiveDate, categories: &[Category]) {
-        if day < self.first_day() || day > self.today {
+        self.add_n(route, day, categories, 1);
+    }
+
+    /// Count `n` hits with the same categories found on `day` for `route`.
+    pub fn add_n(&mut self, route: &str, day: NaiveDate, categories: &[Category], n: u64) {
+        if day < self.first_day() || day > self.today || n == 0 {
             return;
         }
         let d = self.routes.entry(route.to_string()).or_default().entry(day).or_default();
-        d.hits += 1;
+        d.hits += n;
         let mut cats = categories.to_vec();
         cats.sort_unstable();
         cats.dedup();
         for c in cats {
-            *d.by_category.entry(c).or_default() += 1;
+            *d.by_category.entry(c).or_default() += n;
         }
     }
 
@@ -113,6 +118,21 @@ impl History {
         for (force, retrieved_at, categories) in rows {
             let route = config.routing.route_for(force).0.unwrap_or(super::DEFAULT_ROUTE);
             h.add(route, retrieved_at.date_naive(), categories);
+        }
+        h
+    }
+
+    /// The same from counts per (force, day found, categories), e.g.
+    /// [`crate::store::Store::found_per_day`].
+    pub fn from_counts<'a>(
+        config: &Config,
+        rows: impl IntoIterator<Item = (Option<&'a str>, NaiveDate, &'a [Category], u64)>,
+        now: DateTime<Utc>,
+    ) -> History {
+        let mut h = History::new(now);
+        for (force, day, categories, n) in rows {
+            let route = config.routing.route_for(force).0.unwrap_or(super::DEFAULT_ROUTE);
+            h.add_n(route, day, categories, n);
         }
         h
     }

@@ -12,6 +12,7 @@
 //! pending digest behind. Nothing from a post or profile ever reaches a header: the subject is
 //! made of counts, the date and the route name from the config.
 
+pub mod backlog;
 pub mod chart;
 pub mod render;
 pub mod transport;
@@ -80,8 +81,10 @@ pub struct Plan {
 /// handing it to the transport and marking it) is resent as it was: same recipients, same
 /// hits, same Message-ID, so a mail system that already has it can collapse the copy. Then one
 /// message per route for the remaining unsent hits (each force's hits only to that force's
-/// recipients; unknown or unrouted forces to the default route), plus, when
-/// `digest.send_empty` is set, a "nothing found" message for every route without hits.
+/// recipients; unknown or unrouted forces to the default route), at most
+/// `digest.max_hits_per_route` of them (the most severe first, then the longest waiting; the
+/// rest stay unsent and the message summarises them), plus, when `digest.send_empty` is set, a
+/// "nothing found" message for every route without hits.
 pub fn plan(
     config: &Config,
     hits: &[HitRecord],
@@ -93,7 +96,8 @@ pub fn plan(
 }
 
 /// [`plan`], with each message that carries hits showing its route's chart from `history`
-/// (hits per category over the last [`chart::DAYS`] days).
+/// (hits per category over the last [`chart::DAYS`] days). Every unsent hit is in `hits`: the
+/// cap and the backlog are worked out in memory (`run` does the same in SQL).
 pub fn plan_with_history(
     config: &Config,
     hits: &[HitRecord],
@@ -102,9 +106,69 @@ pub fn plan_with_history(
     history: &chart::History,
     now: DateTime<Utc>,
 ) -> anyhow::Result<Plan> {
+    let reserved = reserved_by(pending, hits);
+    let mut groups: BTreeMap<RouteKey, Vec<&HitRecord>> = BTreeMap::new();
+    for h in hits.iter().filter(|h| !reserved.contains(&h.id)) {
+        groups.entry(route_key(config, h.force.as_deref())).or_default().push(h);
+    }
+    let cap = config.digest.max_hits_per_route;
+    let batches = groups
+        .into_iter()
+        .map(|(key, mut group)| {
+            group.sort_by_key(|h| queue_order(h));
+            let waiting = group.split_off(group.len().min(cap));
+            let backlog = (!waiting.is_empty()).then(|| backlog::Backlog::from_hits(&waiting));
+            RouteBatch { key, hits: group.into_iter().cloned().collect(), backlog }
+        })
+        .collect();
+    let pending_hits: Vec<HitRecord> = hits.iter().filter(|h| reserved.contains(&h.id)).cloned().collect();
+    plan_batches(config, &pending_hits, pending, batches, coverage, history, now)
+}
+
+/// A route: (is it the default route, route name). Forces in config order, default last.
+type RouteKey = (bool, String);
+
+fn route_key(config: &Config, force: Option<&str>) -> RouteKey {
+    match config.routing.route_for(force).0 {
+        Some(r) => (false, r.to_string()),
+        None => (true, DEFAULT_ROUTE.to_string()),
+    }
+}
+
+/// The order hits are chosen in when a route has more than the cap: most severe first, then
+/// the longest waiting (earliest found), then by id.
+fn queue_order(h: &HitRecord) -> (std::cmp::Reverse<crate::model::Severity>, DateTime<Utc>, i64) {
+    (std::cmp::Reverse(h.severity), h.retrieved_at, h.id)
+}
+
+/// The hits pending digests will resend (those still unsent, i.e. in `unsent`).
+fn reserved_by(pending: &[PendingDigest], unsent: &[HitRecord]) -> std::collections::HashSet<i64> {
+    let unsent: std::collections::HashSet<i64> = unsent.iter().map(|h| h.id).collect();
+    pending.iter().flat_map(|p| p.hit_ids.iter().copied()).filter(|id| unsent.contains(id)).collect()
+}
+
+/// One route's share of this run: the hits its message carries and what stays waiting.
+#[derive(Debug, Clone)]
+pub struct RouteBatch {
+    key: RouteKey,
+    hits: Vec<HitRecord>,
+    backlog: Option<backlog::Backlog>,
+}
+
+/// Render the resends of `pending` (their still-unsent hits are `pending_hits`) and one
+/// message per route batch (split into parts of [`MAX_HITS_PER_MESSAGE`]).
+fn plan_batches(
+    config: &Config,
+    pending_hits: &[HitRecord],
+    pending: &[PendingDigest],
+    batches: Vec<RouteBatch>,
+    coverage: &Coverage,
+    history: &chart::History,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Plan> {
     let env = render::environment();
     let domain = message_id_domain(&config.mail.from);
-    let by_id: BTreeMap<i64, &HitRecord> = hits.iter().map(|h| (h.id, h)).collect();
+    let by_id: BTreeMap<i64, &HitRecord> = pending_hits.iter().map(|h| (h.id, h)).collect();
     let mut reserved: std::collections::HashSet<i64> = std::collections::HashSet::new();
     let mut out = Plan::default();
 
@@ -134,28 +198,29 @@ pub fn plan_with_history(
         });
     }
 
-    // (default route last, route key) → hits. Forces in config order, default last.
-    let mut groups: BTreeMap<(bool, String), Vec<&HitRecord>> = BTreeMap::new();
-    for h in hits.iter().filter(|h| !reserved.contains(&h.id)) {
-        let key = match config.routing.route_for(h.force.as_deref()).0 {
-            Some(r) => (false, r.to_string()),
-            None => (true, DEFAULT_ROUTE.to_string()),
-        };
-        groups.entry(key).or_default().push(h);
+    let mut groups: BTreeMap<RouteKey, (Vec<&HitRecord>, Option<&backlog::Backlog>)> = BTreeMap::new();
+    for b in &batches {
+        let e = groups.entry(b.key.clone()).or_default();
+        e.0.extend(b.hits.iter().filter(|h| !reserved.contains(&h.id)));
+        if b.backlog.is_some() {
+            e.1 = b.backlog.as_ref();
+        }
     }
+    groups.retain(|_, (hits, _)| !hits.is_empty());
     if config.digest.send_empty {
         for route in config.routing.forces.keys() {
             groups.entry((false, route.clone())).or_default();
         }
         groups.entry((true, DEFAULT_ROUTE.to_string())).or_default();
     }
-    for ((is_default, route), mut group) in groups {
+    for ((is_default, route), (mut group, backlog)) in groups {
         let recipients = if is_default {
             config.routing.default.clone()
         } else {
             config.routing.forces.get(&route).cloned().unwrap_or_default()
         };
         let label = if is_default { "Default route" } else { route.as_str() };
+        let backlog = backlog.filter(|b| b.counts.total > 0).map(|b| b.view(&route, config.digest.max_hits_per_route, now));
         // In reading order, so that a split keeps each account's hits together where it can.
         group.sort_by(|a, b| {
             (&a.force, a.account_handle.to_lowercase(), &a.account_platform_id, a.post_created_at, a.id).cmp(&(
@@ -177,6 +242,7 @@ pub fn plan_with_history(
             if !part.is_empty() {
                 view.chart = history.view(&route);
             }
+            view.backlog = backlog.clone();
             let rendered = render::render(&env, &view, &config.digest.subject_prefix)
                 .with_context(|| format!("rendering the digest for route {route}"))?;
             let mut hit_ids: Vec<i64> = part.iter().map(|h| h.id).collect();
@@ -193,6 +259,51 @@ pub fn plan_with_history(
         }
     }
     Ok(out)
+}
+
+/// Read what this run sends from the store, route by route, without ever loading every unsent
+/// hit: the hits of pending digests, then per route the next `digest.max_hits_per_route` hits
+/// and the SQL aggregates of the rest (see [`crate::store::Store::unsent_queue`] and its
+/// neighbours).
+async fn batches_from_store(
+    config: &Config,
+    store: &Store,
+    pending: &[PendingDigest],
+) -> anyhow::Result<(Vec<HitRecord>, Vec<RouteBatch>)> {
+    let pending_ids: Vec<i64> = pending.iter().flat_map(|p| p.hit_ids.iter().copied()).collect();
+    let pending_hits = store.unsent_hits_by_ids(&pending_ids).await.context("reading the hits of pending digests")?;
+    let reserved: std::collections::HashSet<i64> = pending_hits.iter().map(|h| h.id).collect();
+    let mut routes: BTreeMap<RouteKey, Vec<Option<String>>> = BTreeMap::new();
+    for force in store.unsent_forces().await.context("reading the forces of unsent hits")? {
+        routes.entry(route_key(config, force.as_deref())).or_default().push(force);
+    }
+    let cap = config.digest.max_hits_per_route;
+    let mut batches = vec![];
+    for (key, forces) in routes {
+        let ids =
+            store.unsent_queue(&forces, cap, &reserved).await.with_context(|| format!("choosing hits for route {}", key.1))?;
+        let hits = store.unsent_hits_by_ids(&ids).await.with_context(|| format!("reading hits for route {}", key.1))?;
+        // What stays waiting: every unsent hit of the route but those carried by this run.
+        let carried: Vec<&HitRecord> =
+            hits.iter().chain(pending_hits.iter().filter(|h| route_key(config, h.force.as_deref()) == key)).collect();
+        let mut counts = store.unsent_counts(&forces).await.with_context(|| format!("counting hits for route {}", key.1))?;
+        for h in &carried {
+            counts.add(h.severity, &h.categories, -1);
+        }
+        let backlog = if counts.total == 0 {
+            None
+        } else {
+            let except: Vec<i64> = carried.iter().map(|h| h.id).collect();
+            let oldest = store.oldest_unsent(&forces, &except).await.context("reading the longest-waiting hit")?;
+            let accounts = store
+                .top_waiting_accounts(&forces, &except, backlog::TOP_ACCOUNTS)
+                .await
+                .context("reading the accounts with most waiting hits")?;
+            Some(backlog::Backlog { counts, oldest, accounts })
+        };
+        batches.push(RouteBatch { key, hits, backlog });
+    }
+    Ok((pending_hits, batches))
 }
 
 /// The Message-ID of a digest: a SHA-256 of the route and its hit ids, so every resend of the
@@ -274,13 +385,13 @@ pub async fn run(
     dry_run: bool,
     out: &mut (dyn std::io::Write + Send),
 ) -> anyhow::Result<DigestOutcome> {
-    let hits = store.unsent_hits().await.context("reading unsent hits")?;
     let pending = store.pending_digests().await.context("reading pending digests")?;
+    let (pending_hits, batches) = batches_from_store(config, store, &pending).await?;
     let runs = store.runs_since_last_digest().await.context("reading scan runs for the coverage section")?;
     let coverage = Coverage::from_runs(&runs);
     let now = Utc::now();
     let history = history(config, store, now).await;
-    let plan = plan_with_history(config, &hits, &pending, &coverage, &history, now)?;
+    let plan = plan_batches(config, &pending_hits, &pending, batches, &coverage, &history, now)?;
     let mut outcome = DigestOutcome::default();
 
     if dry_run {
@@ -377,11 +488,13 @@ pub async fn run(
 /// chart is an extra: when the hits cannot be read, the digest goes without it (and says why in
 /// the log) rather than not at all.
 async fn history(config: &Config, store: &Store, now: DateTime<Utc>) -> chart::History {
-    // A route must see only its own forces' figures, so count per hit with its force; only the
-    // chart's window is read, and no post text.
+    // A route must see only its own forces' figures, so count per force; only the chart's
+    // window is read, counted in SQL (a few rows per day), and no post text.
     let since = chart::History::new(now).since();
-    match store.hit_categories_since(since).await {
-        Ok(rows) => chart::History::from_rows(config, rows.iter().map(|(f, at, c)| (f.as_deref(), *at, c.as_slice())), now),
+    match store.found_per_day(since).await {
+        Ok(rows) => {
+            chart::History::from_counts(config, rows.iter().map(|(f, day, c, n)| (f.as_deref(), *day, c.as_slice(), *n)), now)
+        }
         Err(e) => {
             tracing::warn!(error = %e, "could not read the hits of the last days; digests go without their chart");
             chart::History::new(now)
@@ -452,7 +565,11 @@ pub(crate) mod tests {
             },
             routing: crate::config::Routing { forces, default: vec!["triage@example.invalid".into()] },
             retention: crate::config::Retention { dismissed_days: 30, days: 365 },
-            digest: crate::config::DigestSettings { send_empty, subject_prefix: "[exposure-monitor]".into() },
+            digest: crate::config::DigestSettings {
+                send_empty,
+                subject_prefix: "[exposure-monitor]".into(),
+                max_hits_per_route: crate::config::DEFAULT_MAX_HITS_PER_ROUTE,
+            },
         }
     }
 
@@ -568,7 +685,8 @@ pub(crate) mod tests {
 
     #[test]
     fn a_big_day_is_split_into_parts_that_carry_every_hit_once() {
-        let cfg = config(true);
+        let mut cfg = config(true);
+        cfg.digest.max_hits_per_route = 400;
         let n = MAX_HITS_PER_MESSAGE as i64 * 2 + 5;
         let hits: Vec<HitRecord> = (1..=n).map(|i| hit(i, Some("Kent Police"), "raid here")).collect();
         let plans = plan(&cfg, &hits, &[], &Coverage::default(), now()).unwrap().messages;
@@ -581,6 +699,54 @@ pub(crate) mod tests {
         assert!(kent[2].rendered.text.contains("(part 3 of 3)"));
         let ids: std::collections::HashSet<&str> = kent.iter().map(|p| p.message_id.as_str()).collect();
         assert_eq!(ids.len(), 3);
+    }
+
+    #[test]
+    fn a_backlog_over_the_cap_sends_the_most_severe_and_longest_waiting_and_summarises_the_rest() {
+        use crate::model::{Category, Severity};
+        let mut cfg = config(false);
+        cfg.digest.max_hits_per_route = 3;
+        let base = now() - chrono::Duration::days(5);
+        let mut hits = vec![];
+        for i in 1..=8i64 {
+            let mut h = hit(i, Some("Kent Police"), "raid here");
+            h.severity = if i % 3 == 0 { Severity::High } else { Severity::Low };
+            h.categories =
+                if i % 2 == 0 { vec![Category::Operational, Category::Political] } else { vec![Category::Operational] };
+            // Found newest first: hit 8 has waited longest.
+            h.retrieved_at = base + chrono::Duration::hours(10 - i);
+            h.account_platform_id = format!("acct{}", i % 2);
+            h.account_handle = format!("<b>user{}</b>", i % 2);
+            hits.push(h);
+        }
+        hits.push(hit(9, Some("Thames Valley Police"), "raid there"));
+        let plans = plan(&cfg, &hits, &[], &Coverage::default(), now()).unwrap().messages;
+        assert_eq!(plans.len(), 2, "one message per route");
+        let kent = plans.iter().find(|p| p.route == "Kent Police").unwrap();
+        // High: 3 and 6 (6 waited longer), then the longest-waiting low one: 8.
+        assert_eq!(kent.hit_ids, vec![3, 6, 8]);
+        let text = &kent.rendered.text;
+        assert!(
+            kent.rendered.subject.contains("3 hits (2 high)") && kent.rendered.subject.contains("5 more waiting"),
+            "{}",
+            kent.rendered.subject
+        );
+        assert!(text.contains("Backlog: 5 more hits waiting for this route"), "{text}");
+        assert!(text.contains("By severity: 0 high, 0 medium, 5 low."), "{text}");
+        assert!(text.contains("By category: operational 5, political 2 "), "{text}");
+        // Waiting: 1, 2, 4, 5, 7; hit 7 was found first of them (base + 3h).
+        assert!(
+            text.contains(&format!("Longest waiting: found {}", render::fmt_time(base + chrono::Duration::hours(3)))),
+            "{text}"
+        );
+        assert!(text.contains("  3 - Name of user7 (<b>user1</b> on mastodon)\n  2 - Name of user4 (<b>user0</b>"), "{text}");
+        assert!(text.contains("List them now: exposure-monitor hits list --unsent --route 'Kent Police' --limit 5"), "{text}");
+        let html = &kent.rendered.html;
+        assert!(html.contains("&lt;b&gt;user1&lt;&#x2f;b&gt;") && !html.contains("<b>user1</b>"), "account names are escaped");
+        assert!(html.contains("Backlog: 5 more hits waiting"));
+        let tvp = plans.iter().find(|p| p.route == "Thames Valley Police").unwrap();
+        assert_eq!(tvp.hit_ids, vec![9]);
+        assert!(!tvp.rendered.text.contains("Backlog") && !tvp.rendered.html.contains("Backlog"), "no backlog, no section");
     }
 
     #[test]

@@ -325,7 +325,7 @@ pub fn safe_url(url: Option<&str>) -> Option<String> {
     ok.then(|| u.to_string())
 }
 
-fn fmt_time(t: DateTime<Utc>) -> String {
+pub(crate) fn fmt_time(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M UTC").to_string()
 }
 
@@ -377,6 +377,8 @@ pub struct DigestView {
     pub part: Option<String>,
     /// The route's hits per category over the last 14 days (messages with hits only).
     pub chart: Option<super::chart::ChartView>,
+    /// The route's hits left waiting for later digests (only when there are some).
+    pub backlog: Option<super::backlog::BacklogView>,
 }
 
 /// A force's hits by account (platform, platform id).
@@ -418,6 +420,7 @@ impl DigestView {
             coverage: coverage.clone(),
             part: None,
             chart: None,
+            backlog: None,
         }
     }
 
@@ -442,6 +445,10 @@ impl DigestView {
         };
         let body = match &self.part {
             Some(part) => format!("{body} ({part})"),
+            None => body,
+        };
+        let body = match self.backlog.as_ref().filter(|b| b.waiting > 0) {
+            Some(b) => format!("{body}, {} more waiting", b.waiting),
             None => body,
         };
         let prefix = one_line(prefix, FIELD_MAX);

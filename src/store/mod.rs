@@ -500,6 +500,26 @@ fn hit_from_row(row: &SqliteRow) -> Result<HitRecord> {
     })
 }
 
+/// The [`HitFilter`] conditions, order and limit of a `SELECT ... FROM hits h WHERE ...`.
+fn push_hit_filter<'a>(q: &mut QueryBuilder<'a, Sqlite>, filter: &HitFilter) {
+    if let Some(status) = filter.status {
+        q.push(" AND h.status = ").push_bind(status.as_str());
+    }
+    if let Some(force) = &filter.force {
+        q.push(" AND h.force = ").push_bind(force.clone());
+    }
+    if let Some(category) = filter.category {
+        q.push(" AND EXISTS (SELECT 1 FROM json_each(h.categories) c WHERE c.value = ").push_bind(category.as_str()).push(")");
+    }
+    if let Some(since) = filter.since {
+        q.push(" AND h.post_created_at >= ").push_bind(ts(since));
+    }
+    q.push(" ORDER BY h.post_created_at DESC, h.id DESC");
+    if let Some(limit) = filter.limit {
+        q.push(" LIMIT ").push_bind(i64::from(limit));
+    }
+}
+
 fn opt_ts(row: &SqliteRow, name: &str, what: impl Fn(&str) -> String) -> Result<Option<DateTime<Utc>>> {
     match row.try_get::<Option<String>, _>(name)? {
         Some(s) => Ok(Some(parse_ts(&s, || what(name))?)),
@@ -837,27 +857,7 @@ impl Store {
 
     /// Hits matching `filter`, newest post first.
     pub async fn list_hits(&self, filter: &HitFilter) -> Result<Vec<HitRecord>> {
-        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(format!("SELECT {HIT_COLUMNS} FROM hits h WHERE 1 = 1"));
-        if let Some(status) = filter.status {
-            q.push(" AND h.status = ").push_bind(status.as_str());
-        }
-        if let Some(force) = &filter.force {
-            q.push(" AND h.force = ").push_bind(force.clone());
-        }
-        if let Some(category) = filter.category {
-            q.push(" AND EXISTS (SELECT 1 FROM json_each(h.categories) c WHERE c.value = ")
-                .push_bind(category.as_str())
-                .push(")");
-        }
-        if let Some(since) = filter.since {
-            q.push(" AND h.post_created_at >= ").push_bind(ts(since));
-        }
-        q.push(" ORDER BY h.post_created_at DESC, h.id DESC");
-        if let Some(limit) = filter.limit {
-            q.push(" LIMIT ").push_bind(i64::from(limit));
-        }
-        let rows = q.build().fetch_all(&self.pool).await?;
-        rows.iter().map(hit_from_row).collect()
+        self.list_hits_scoped(filter, &HitScope::default()).await
     }
 
     pub async fn get_hit(&self, id: i64) -> Result<HitRecord> {
@@ -1451,6 +1451,9 @@ fn blank_identity(json: &str) -> String {
         Err(_) => "{}".into(),
     }
 }
+
+mod backlog;
+pub use backlog::{HitScope, RouteFilter, UnsentCounts, WaitingAccount};
 
 #[cfg(test)]
 mod tests;
