@@ -213,3 +213,171 @@ async fn a_refused_message_leaves_its_hits_unsent_for_the_next_run() {
     assert_eq!(outcome.hits_sent, 1);
     assert!(store.unsent_hits().await.unwrap().is_empty());
 }
+
+/// A hit of `force` with `severity`, found `minutes` after a fixed start, by account `acct`.
+fn backlog_hit(n: u32, force: Option<&str>, severity: Severity, minutes: i64, acct: u32) -> NewHit {
+    let mut h = new_hit(n, force, &format!("Raid number {n} at Queue Street"), "Raid");
+    h.classification.severity = Some(severity);
+    h.classification.findings[0].severity = severity;
+    if n % 2 == 0 {
+        h.classification.categories.push(Category::Political);
+    }
+    h.account.platform_id = format!("acct{acct}");
+    h.account.handle = format!("officer{acct}");
+    h.account.display_name = format!("<i>Officer {acct}</i>");
+    h.retrieved_at = Utc.with_ymd_and_hms(2026, 11, 20, 8, 0, 0).unwrap() + chrono::Duration::minutes(minutes);
+    h
+}
+
+/// The hit numbers a message carries ("Hit #N" lines of the text part, as stored ids).
+fn hit_numbers(text: &str) -> Vec<i64> {
+    let mut v: Vec<i64> =
+        text.lines().filter_map(|l| l.trim().strip_prefix("Hit #")).filter_map(|l| l.split(' ').next()?.parse().ok()).collect();
+    v.sort_unstable();
+    v
+}
+
+#[tokio::test]
+async fn a_backlog_over_the_cap_goes_out_most_severe_first_over_several_runs_each_hit_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("outbox");
+    let mut cfg = config(dir.path(), TransportConfig::File { outbox: out.clone() }, &["psd-kent@example.invalid"]);
+    cfg.digest.max_hits_per_route = 4;
+    cfg.digest.send_empty = false;
+    let store = Store::open(&cfg.database).await.unwrap();
+    let mut hits = vec![];
+    // Kent: 10 hits; 3 high (found late), 7 low (hit 1 found first). Account 1 has 6 of them.
+    for n in 1..=10u32 {
+        let severity = if n >= 8 { Severity::High } else { Severity::Low };
+        hits.push(backlog_hit(n, Some("Kent Police"), severity, i64::from(n) * 10, if n <= 6 { 1 } else { 2 }));
+    }
+    // Thames Valley: 2 hits, under the cap.
+    hits.push(backlog_hit(11, Some("Thames Valley Police"), Severity::Low, 5, 3));
+    hits.push(backlog_hit(12, Some("Thames Valley Police"), Severity::High, 6, 3));
+    // Default route: unknown force and Essex (no route of its own), 6 hits over both.
+    for n in 13..=15u32 {
+        hits.push(backlog_hit(n, None, Severity::Medium, 100 - i64::from(n), 4));
+    }
+    for n in 16..=18u32 {
+        hits.push(backlog_hit(n, Some("Essex Police"), Severity::Medium, 100 - i64::from(n), 5));
+    }
+    let added = store.commit_page(PageCommit { source: "test".into(), accounts: vec![], hits, cursor: None }).await.unwrap();
+    assert_eq!(added, 18);
+    let id_of = |n: u32| -> i64 { i64::from(n) }; // ids follow insertion order in a fresh database
+
+    let first = digest::run(&cfg, &store, false, &mut Vec::new()).await.unwrap();
+    assert!(first.failures.is_empty(), "{first:?}");
+    assert_eq!((first.messages_sent, first.hits_sent), (3, 10), "one message per route: {first:?}");
+    let mails = outbox(&out);
+    assert_eq!(mails.len(), 3);
+    let to = |addr: &str| mails.iter().find(|m| m.to == [addr]).unwrap_or_else(|| panic!("no mail to {addr}"));
+    let kent = to("psd-kent@example.invalid");
+    // The 3 high ones, then the longest-waiting low one (hit 1).
+    assert_eq!(hit_numbers(&kent.text), vec![id_of(1), id_of(8), id_of(9), id_of(10)], "{}", kent.text);
+    assert!(kent.text.contains("Backlog: 6 more hits waiting for this route"), "{}", kent.text);
+    assert!(kent.text.contains("By severity: 0 high, 0 medium, 6 low."), "{}", kent.text);
+    // Waiting: 2..=7; even ones are also political (2, 4, 6).
+    assert!(kent.text.contains("By category: operational 6, political 3 "), "{}", kent.text);
+    assert!(kent.text.contains("Longest waiting: found 2026-11-20 08:20 UTC"), "{}", kent.text);
+    assert!(
+        kent.text
+            .replace("\r\n", "\n")
+            .contains("  5 - <i>Officer 1</i> (officer1 on mastodon)\n  1 - <i>Officer 2</i> (officer2 on mastodon)"),
+        "{}",
+        kent.text
+    );
+    assert!(kent.text.contains("List them now: exposure-monitor hits list --unsent --route 'Kent Police' --limit 6"));
+    assert!(kent.html.contains("&lt;i&gt;Officer 1&lt;&#x2f;i&gt;") && !kent.html.contains("<i>Officer"), "names escaped");
+    let tvp = to("psd-tvp@example.invalid");
+    assert_eq!(hit_numbers(&tvp.text), vec![id_of(11), id_of(12)]);
+    assert!(!tvp.text.contains("Backlog:") && !tvp.html.contains("Backlog:"));
+    let default = to("triage@example.invalid");
+    // Medium all: the longest waiting across both forces: 18, 17, 16 (Essex), 15 (unknown).
+    assert_eq!(hit_numbers(&default.text), vec![id_of(15), id_of(16), id_of(17), id_of(18)], "{}", default.text);
+    assert!(default.text.contains("Backlog: 2 more hits waiting"), "{}", default.text);
+    assert!(default.text.contains("--route default --limit 2"), "{}", default.text);
+    for m in &mails {
+        for n in 1..=18 {
+            let street = format!("Raid number {n} at");
+            let routed = match n {
+                1..=10 => "psd-kent@example.invalid",
+                11 | 12 => "psd-tvp@example.invalid",
+                _ => "triage@example.invalid",
+            };
+            if m.text.contains(&street) {
+                assert_eq!(m.to, [routed], "hit {n} went to the wrong route");
+            }
+        }
+    }
+    let unsent = store.unsent_hits().await.unwrap();
+    let mut left: Vec<i64> = unsent.iter().map(|h| h.id).collect();
+    left.sort_unstable();
+    assert_eq!(left, vec![2, 3, 4, 5, 6, 7, 13, 14], "what was not sent stays unsent");
+
+    // Next runs deliver the rest, oldest first, each hit once; then nothing is left.
+    let second = digest::run(&cfg, &store, false, &mut Vec::new()).await.unwrap();
+    assert_eq!((second.messages_sent, second.hits_sent), (2, 6), "{second:?}");
+    let mails = outbox(&out);
+    let kent2 = mails[3..].iter().find(|m| m.to == ["psd-kent@example.invalid"]).unwrap();
+    assert_eq!(hit_numbers(&kent2.text), vec![2, 3, 4, 5]);
+    assert!(kent2.text.contains("Backlog: 2 more hits waiting"), "{}", kent2.text);
+    let default2 = mails[3..].iter().find(|m| m.to == ["triage@example.invalid"]).unwrap();
+    assert_eq!(hit_numbers(&default2.text), vec![13, 14]);
+    assert!(!default2.text.contains("Backlog:"), "{}", default2.text);
+    let third = digest::run(&cfg, &store, false, &mut Vec::new()).await.unwrap();
+    assert_eq!((third.messages_sent, third.hits_sent), (1, 2), "{third:?}");
+    assert!(store.unsent_hits().await.unwrap().is_empty());
+    let mut all: Vec<i64> = outbox(&out).iter().flat_map(|m| hit_numbers(&m.text)).collect();
+    all.sort_unstable();
+    assert_eq!(all, (1..=18).collect::<Vec<i64>>(), "every hit delivered exactly once");
+}
+
+#[tokio::test]
+async fn hits_list_shows_a_routes_unsent_backlog() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("outbox");
+    let cfg = config(dir.path(), TransportConfig::File { outbox: out.clone() }, &["psd-kent@example.invalid"]);
+    let store = seeded_store(&cfg).await;
+    let essex = backlog_hit(20, Some("Essex Police"), Severity::Low, 0, 9);
+    store.commit_page(PageCommit { source: "test".into(), accounts: vec![], hits: vec![essex], cursor: None }).await.unwrap();
+    store.close().await;
+    let config_file = dir.path().join("config.toml");
+    std::fs::write(
+        &config_file,
+        format!(
+            "database = {:?}\n[mail]\nfrom = \"m@psd.example.invalid\"\noutbox = {:?}\n[routing]\ndefault = [\"triage@example.invalid\"]\n\
+             [routing.forces]\n\"Kent Police\" = [\"psd-kent@example.invalid\"]\n\"Thames Valley Police\" = [\"psd-tvp@example.invalid\"]\n",
+            cfg.database, out
+        ),
+    )
+    .unwrap();
+    let list = |args: &[&str]| -> (bool, Vec<String>, String) {
+        let o = assert_cmd::Command::cargo_bin("exposure-monitor")
+            .unwrap()
+            .arg("--config")
+            .arg(&config_file)
+            .args(["hits", "list", "--format", "json"])
+            .args(args)
+            .output()
+            .unwrap();
+        let forces = String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["force"].as_str().unwrap_or("(none)").to_string())
+            .collect();
+        (o.status.success(), forces, String::from_utf8_lossy(&o.stderr).to_string())
+    };
+    assert_eq!(list(&["--unsent", "--route", "Kent Police"]).1, ["Kent Police"]);
+    assert_eq!(list(&["--unsent", "--route", "TVP"]).1, ["Thames Valley Police"], "an alias names its force's route");
+    let mut default = list(&["--unsent", "--route", "default"]).1;
+    default.sort();
+    assert_eq!(default, ["(none)", "Essex Police"], "unknown and unrouted forces");
+    let (ok, _, err) = list(&["--route", "Essex Police"]);
+    assert!(!ok && err.contains("not a route") && err.contains("Kent Police, Thames Valley Police"), "{err}");
+
+    // Once sent, a hit is no longer in the backlog.
+    let store = Store::open(&cfg.database).await.unwrap();
+    digest::run(&cfg, &store, false, &mut Vec::new()).await.unwrap();
+    store.close().await;
+    assert!(list(&["--unsent", "--route", "Kent Police"]).1.is_empty());
+    assert_eq!(list(&["--route", "Kent Police"]).1, ["Kent Police"]);
+}
