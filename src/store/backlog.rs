@@ -75,30 +75,6 @@ pub struct WaitingAccount {
 /// Severities from most to least severe: the order hits are chosen in.
 const SEVERITY_ORDER: [Severity; 3] = [Severity::High, Severity::Medium, Severity::Low];
 
-/// `force IS ?` for one force value, `(force IN (...) OR force IS NULL)` for several.
-fn push_forces<'a>(q: &mut QueryBuilder<'a, Sqlite>, forces: &'a [Option<String>]) {
-    if let [one] = forces {
-        q.push("force IS ").push_bind(one.as_deref());
-        return;
-    }
-    let named: Vec<&str> = forces.iter().flatten().map(String::as_str).collect();
-    q.push("(");
-    if named.is_empty() {
-        q.push("0");
-    } else {
-        q.push("force IN (");
-        let mut sep = q.separated(", ");
-        for f in named {
-            sep.push_bind(f);
-        }
-        q.push(")");
-    }
-    if forces.iter().any(Option::is_none) {
-        q.push(" OR force IS NULL");
-    }
-    q.push(")");
-}
-
 fn push_not_in<'a>(q: &mut QueryBuilder<'a, Sqlite>, ids: &'a [i64]) {
     if ids.is_empty() {
         return;
@@ -122,9 +98,10 @@ impl Store {
     pub async fn unsent_forces(&self) -> Result<Vec<Option<String>>> {
         let mut out: Vec<Option<String>> = sqlx::query_as::<_, (String,)>(
             "WITH RECURSIVE f(force) AS ( \
-                 SELECT min(force) FROM hits WHERE digest_id IS NULL AND force IS NOT NULL \
+                 SELECT min(force) FROM hits INDEXED BY hits_unsent_queue WHERE digest_id IS NULL AND force IS NOT NULL \
                  UNION ALL \
-                 SELECT (SELECT min(force) FROM hits WHERE digest_id IS NULL AND force > f.force) FROM f \
+                 SELECT (SELECT min(force) FROM hits INDEXED BY hits_unsent_queue \
+                         WHERE digest_id IS NULL AND force > f.force) FROM f \
                  WHERE f.force IS NOT NULL) \
              SELECT force FROM f WHERE force IS NOT NULL",
         )
@@ -133,9 +110,10 @@ impl Store {
         .into_iter()
         .map(|(f,)| Some(f))
         .collect();
-        let unknown: Option<(i64,)> = sqlx::query_as("SELECT 1 FROM hits WHERE digest_id IS NULL AND force IS NULL LIMIT 1")
-            .fetch_optional(&self.pool)
-            .await?;
+        let unknown: Option<(i64,)> =
+            sqlx::query_as("SELECT 1 FROM hits INDEXED BY hits_unsent_queue WHERE digest_id IS NULL AND force IS NULL LIMIT 1")
+                .fetch_optional(&self.pool)
+                .await?;
         if unknown.is_some() {
             out.push(None);
         }
@@ -147,8 +125,8 @@ impl Store {
         let mut counts = UnsentCounts::default();
         for force in forces {
             let rows: Vec<(String, String, i64)> = sqlx::query_as(
-                "SELECT severity, categories, count(*) FROM hits WHERE digest_id IS NULL AND force IS ? \
-                 GROUP BY severity, categories",
+                "SELECT severity, categories, count(*) FROM hits INDEXED BY hits_unsent_summary \
+                 WHERE digest_id IS NULL AND force IS ? GROUP BY severity, categories",
             )
             .bind(force.as_deref())
             .fetch_all(&self.pool)
@@ -178,8 +156,8 @@ impl Store {
             let mut candidates: Vec<(String, i64)> = vec![];
             for force in forces {
                 let rows: Vec<(String, i64)> = sqlx::query_as(
-                    "SELECT retrieved_at, id FROM hits WHERE digest_id IS NULL AND force IS ? AND severity = ? \
-                     ORDER BY retrieved_at, id LIMIT ?",
+                    "SELECT retrieved_at, id FROM hits INDEXED BY hits_unsent_queue \
+                     WHERE digest_id IS NULL AND force IS ? AND severity = ? ORDER BY retrieved_at, id LIMIT ?",
                 )
                 .bind(force.as_deref())
                 .bind(severity.as_str())
@@ -221,8 +199,9 @@ impl Store {
         let mut oldest: Option<String> = None;
         for force in forces {
             for severity in SEVERITY_ORDER {
-                let mut q: QueryBuilder<Sqlite> =
-                    QueryBuilder::new("SELECT retrieved_at FROM hits WHERE digest_id IS NULL AND force IS ");
+                let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+                    "SELECT retrieved_at FROM hits INDEXED BY hits_unsent_queue WHERE digest_id IS NULL AND force IS ",
+                );
                 q.push_bind(force.as_deref()).push(" AND severity = ").push_bind(severity.as_str());
                 push_not_in(&mut q, except);
                 q.push(" ORDER BY retrieved_at LIMIT 1");
@@ -248,11 +227,20 @@ impl Store {
         if forces.is_empty() {
             return Ok(vec![]);
         }
-        let mut q: QueryBuilder<Sqlite> =
-            QueryBuilder::new("SELECT platform, account_platform_id, count(*) AS n FROM hits WHERE digest_id IS NULL AND ");
-        push_forces(&mut q, forces);
-        push_not_in(&mut q, except);
-        q.push(" GROUP BY platform, account_platform_id ORDER BY n DESC, platform, account_platform_id LIMIT ")
+        // One index search per force value (an `OR force IS NULL` would scan the whole index).
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT platform, account_platform_id, count(*) AS n FROM (");
+        for (i, force) in forces.iter().enumerate() {
+            if i > 0 {
+                q.push(" UNION ALL ");
+            }
+            q.push(
+                "SELECT platform, account_platform_id FROM hits INDEXED BY hits_unsent_accounts \
+                 WHERE digest_id IS NULL AND force IS ",
+            )
+            .push_bind(force.as_deref());
+            push_not_in(&mut q, except);
+        }
+        q.push(") GROUP BY platform, account_platform_id ORDER BY n DESC, platform, account_platform_id LIMIT ")
             .push_bind(i64::from(limit));
         let rows = q.build().fetch_all(&self.pool).await?;
         let mut out = Vec::with_capacity(rows.len());
@@ -277,7 +265,7 @@ impl Store {
     /// the digest's charts. Counted in SQL over an index, so only a few rows per day come back.
     pub async fn found_per_day(&self, since: DateTime<Utc>) -> Result<Vec<(Option<String>, NaiveDate, Vec<Category>, u64)>> {
         let rows: Vec<(String, Option<String>, String, i64)> = sqlx::query_as(
-            "SELECT substr(retrieved_at, 1, 10), force, categories, count(*) FROM hits \
+            "SELECT substr(retrieved_at, 1, 10), force, categories, count(*) FROM hits INDEXED BY hits_found_day \
              WHERE substr(retrieved_at, 1, 10) >= ? GROUP BY substr(retrieved_at, 1, 10), force, categories",
         )
         .bind(since.format("%Y-%m-%d").to_string())
@@ -328,5 +316,34 @@ impl Store {
     pub async fn explain(&self, sql: &str) -> Result<String> {
         let rows = sqlx::query(&format!("EXPLAIN QUERY PLAN {sql}")).fetch_all(&self.pool).await?;
         Ok(rows.iter().filter_map(|r| r.try_get::<String, _>("detail").ok()).collect::<Vec<_>>().join("\n"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each digest query searches one of migration 0004's indexes, covering (the table is never
+    /// read), and never scans: its cost follows the rows it returns, not the backlog.
+    #[tokio::test]
+    async fn digest_queries_search_their_covering_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).await.unwrap();
+        let plans = [
+            "SELECT severity, categories, count(*) FROM hits INDEXED BY hits_unsent_summary \
+             WHERE digest_id IS NULL AND force IS 'Kent Police' GROUP BY severity, categories",
+            "SELECT retrieved_at, id FROM hits INDEXED BY hits_unsent_queue \
+             WHERE digest_id IS NULL AND force IS NULL AND severity = 'high' ORDER BY retrieved_at, id LIMIT 5",
+            "SELECT platform, account_platform_id FROM hits INDEXED BY hits_unsent_accounts \
+             WHERE digest_id IS NULL AND force IS 'Kent Police' AND id NOT IN (1, 2)",
+            "SELECT substr(retrieved_at, 1, 10), force, categories, count(*) FROM hits INDEXED BY hits_found_day \
+             WHERE substr(retrieved_at, 1, 10) >= '2026-01-01' GROUP BY substr(retrieved_at, 1, 10), force, categories",
+        ];
+        for sql in plans {
+            let plan = store.explain(sql).await.unwrap();
+            println!("{sql}\n{plan}\n");
+            assert!(plan.contains("COVERING INDEX") && !plan.contains("SCAN hits"), "{sql}\n{plan}");
+            assert!(!plan.contains("TEMP B-TREE"), "grouped and ordered by the index: {sql}\n{plan}");
+        }
     }
 }
