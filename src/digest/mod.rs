@@ -11,6 +11,13 @@
 //! A message is built and checked before it is recorded, so a bad address never leaves a
 //! pending digest behind. Nothing from a post or profile ever reaches a header: the subject is
 //! made of counts, the date and the route name from the config.
+//!
+//! A route's message carries at most `digest.max_hits_per_route` hits, the most severe first,
+//! then the longest waiting; the rest stay unsent and the message ends with a [`backlog`]
+//! section. [`run`] never loads every unsent hit: it asks the store which forces have unsent
+//! hits, and per route the ids of the next hits and SQL aggregates of the rest (all over covering
+//! partial indexes), so its memory and time follow the cap, not the backlog. [`plan`] does the
+//! same in memory over a slice of hits (for tests).
 
 pub mod backlog;
 pub mod chart;

@@ -1112,7 +1112,8 @@ impl Store {
     }
 
     /// Every hit not yet in a sent digest, ordered by force, account handle, post time.
-    /// Hits of an unknown force come last.
+    /// Hits of an unknown force come last. Loads them all: the digest reads the backlog through
+    /// [`Store::unsent_queue`] and its neighbours instead.
     pub async fn unsent_hits(&self) -> Result<Vec<HitRecord>> {
         let rows = sqlx::query(&format!(
             "SELECT {HIT_COLUMNS} FROM hits WHERE digest_id IS NULL \
