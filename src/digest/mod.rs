@@ -284,33 +284,50 @@ async fn batches_from_store(
     for force in store.unsent_forces().await.context("reading the forces of unsent hits")? {
         routes.entry(route_key(config, force.as_deref())).or_default().push(force);
     }
-    let cap = config.digest.max_hits_per_route;
-    let mut batches = vec![];
-    for (key, forces) in routes {
-        let ids =
-            store.unsent_queue(&forces, cap, &reserved).await.with_context(|| format!("choosing hits for route {}", key.1))?;
-        let hits = store.unsent_hits_by_ids(&ids).await.with_context(|| format!("reading hits for route {}", key.1))?;
-        // What stays waiting: every unsent hit of the route but those carried by this run.
-        let carried: Vec<&HitRecord> =
-            hits.iter().chain(pending_hits.iter().filter(|h| route_key(config, h.force.as_deref()) == key)).collect();
-        let mut counts = store.unsent_counts(&forces).await.with_context(|| format!("counting hits for route {}", key.1))?;
-        for h in &carried {
-            counts.add(h.severity, &h.categories, -1);
-        }
-        let backlog = if counts.total == 0 {
-            None
-        } else {
-            let except: Vec<i64> = carried.iter().map(|h| h.id).collect();
-            let oldest = store.oldest_unsent(&forces, &except).await.context("reading the longest-waiting hit")?;
-            let accounts = store
-                .top_waiting_accounts(&forces, &except, backlog::TOP_ACCOUNTS)
-                .await
-                .context("reading the accounts with most waiting hits")?;
-            Some(backlog::Backlog { counts, oldest, accounts })
-        };
-        batches.push(RouteBatch { key, hits, backlog });
-    }
+    // Routes are independent: their queries run side by side on the pool's connections.
+    let batches = futures_util::future::try_join_all(
+        routes.into_iter().map(|(key, forces)| route_batch(config, store, key, forces, &reserved, &pending_hits)),
+    )
+    .await?;
     Ok((pending_hits, batches))
+}
+
+/// One route's batch: its next hits (skipping those `reserved` by resends) and its backlog.
+async fn route_batch(
+    config: &Config,
+    store: &Store,
+    key: RouteKey,
+    forces: Vec<Option<String>>,
+    reserved: &std::collections::HashSet<i64>,
+    pending_hits: &[HitRecord],
+) -> anyhow::Result<RouteBatch> {
+    let cap = config.digest.max_hits_per_route;
+    let ids = store.unsent_queue(&forces, cap, reserved).await.with_context(|| format!("choosing hits for route {}", key.1))?;
+    let hits = store.unsent_hits_by_ids(&ids).await.with_context(|| format!("reading hits for route {}", key.1))?;
+    // What stays waiting: every unsent hit of the route but those carried by this run.
+    let carried: Vec<&HitRecord> =
+        hits.iter().chain(pending_hits.iter().filter(|h| route_key(config, h.force.as_deref()) == key)).collect();
+    let mut counts = store.unsent_counts(&forces).await.with_context(|| format!("counting hits for route {}", key.1))?;
+    for h in &carried {
+        counts.add(h.severity, &h.categories, -1);
+    }
+    let backlog = if counts.total == 0 {
+        None
+    } else {
+        let except: Vec<i64> = carried.iter().map(|h| h.id).collect();
+        let accounts_of: Vec<(String, String)> =
+            carried.iter().map(|h| (h.platform.clone(), h.account_platform_id.clone())).collect();
+        let (oldest, accounts) = tokio::join!(
+            store.oldest_unsent(&forces, &except),
+            store.top_waiting_accounts(&forces, &accounts_of, backlog::TOP_ACCOUNTS)
+        );
+        Some(backlog::Backlog {
+            counts,
+            oldest: oldest.context("reading the longest-waiting hit")?,
+            accounts: accounts.context("reading the accounts with most waiting hits")?,
+        })
+    };
+    Ok(RouteBatch { key, hits, backlog })
 }
 
 /// The Message-ID of a digest: a SHA-256 of the route and its hit ids, so every resend of the
@@ -393,11 +410,12 @@ pub async fn run(
     out: &mut (dyn std::io::Write + Send),
 ) -> anyhow::Result<DigestOutcome> {
     let pending = store.pending_digests().await.context("reading pending digests")?;
-    let (pending_hits, batches) = batches_from_store(config, store, &pending).await?;
+    let now = Utc::now();
+    // The chart's counts read another index: on another connection, while the routes are read.
+    let (batches, history) = tokio::join!(batches_from_store(config, store, &pending), history(config, store, now));
+    let (pending_hits, batches) = batches?;
     let runs = store.runs_since_last_digest().await.context("reading scan runs for the coverage section")?;
     let coverage = Coverage::from_runs(&runs);
-    let now = Utc::now();
-    let history = history(config, store, now).await;
     let plan = plan_batches(config, &pending_hits, &pending, batches, &coverage, &history, now)?;
     let mut outcome = DigestOutcome::default();
 

@@ -216,38 +216,63 @@ impl Store {
         oldest.map(|s| parse_ts(&s, || "unsent hits, column retrieved_at".into())).transpose()
     }
 
-    /// The `limit` accounts with the most unsent hits among these forces (leaving out
-    /// `except`), most first; ties by platform and id.
+    /// The `limit` accounts with the most unsent hits among these forces, most first (ties by
+    /// platform and id), not counting `except`: (platform, platform id) of each hit to leave
+    /// out (the hits this run carries).
+    ///
+    /// SQL counts every unsent hit (no per-row exclusion, which would cost a lookup per row)
+    /// and returns the top `limit` + (accounts in `except`); the excluded hits are then taken
+    /// away here. That is exact: at least `limit` of those accounts lose nothing, and every
+    /// account left out of them has no more hits than they do.
     pub async fn top_waiting_accounts(
         &self,
         forces: &[Option<String>],
-        except: &[i64],
+        except: &[(String, String)],
         limit: u32,
     ) -> Result<Vec<WaitingAccount>> {
-        if forces.is_empty() {
+        if forces.is_empty() || limit == 0 {
             return Ok(vec![]);
         }
-        // One index search per force value (an `OR force IS NULL` would scan the whole index).
-        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT platform, account_platform_id, count(*) AS n FROM (");
-        for (i, force) in forces.iter().enumerate() {
-            if i > 0 {
-                q.push(" UNION ALL ");
-            }
-            q.push(
-                "SELECT platform, account_platform_id FROM hits INDEXED BY hits_unsent_accounts \
-                 WHERE digest_id IS NULL AND force IS ",
-            )
-            .push_bind(force.as_deref());
-            push_not_in(&mut q, except);
+        let mut excluded: BTreeMap<(&str, &str), u64> = BTreeMap::new();
+        for (p, a) in except {
+            *excluded.entry((p.as_str(), a.as_str())).or_default() += 1;
         }
-        q.push(") GROUP BY platform, account_platform_id ORDER BY n DESC, platform, account_platform_id LIMIT ")
-            .push_bind(i64::from(limit));
+        let want = i64::from(limit) + i64::try_from(excluded.len()).unwrap_or(i64::MAX / 2);
+        // One index search per force value, in index order (an `OR force IS NULL` would scan
+        // the whole index); several force values are grouped together afterwards.
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT platform, account_platform_id, count(*) AS n FROM ");
+        if let [force] = forces {
+            q.push("hits INDEXED BY hits_unsent_accounts WHERE digest_id IS NULL AND force IS ").push_bind(force.as_deref());
+        } else {
+            q.push("(");
+            for (i, force) in forces.iter().enumerate() {
+                if i > 0 {
+                    q.push(" UNION ALL ");
+                }
+                q.push(
+                    "SELECT platform, account_platform_id FROM hits INDEXED BY hits_unsent_accounts \
+                     WHERE digest_id IS NULL AND force IS ",
+                )
+                .push_bind(force.as_deref());
+            }
+            q.push(")");
+        }
+        q.push(" GROUP BY platform, account_platform_id ORDER BY n DESC, platform, account_platform_id LIMIT ").push_bind(want);
         let rows = q.build().fetch_all(&self.pool).await?;
-        let mut out = Vec::with_capacity(rows.len());
+        let mut counted: Vec<(u64, String, String)> = vec![];
         for row in rows {
             let platform: String = row.try_get(0)?;
             let platform_id: String = row.try_get(1)?;
-            let n: i64 = row.try_get(2)?;
+            let n = ucount(row.try_get(2)?);
+            let left = n.saturating_sub(excluded.get(&(platform.as_str(), platform_id.as_str())).copied().unwrap_or(0));
+            if left > 0 {
+                counted.push((left, platform, platform_id));
+            }
+        }
+        counted.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| (&a.1, &a.2).cmp(&(&b.1, &b.2))));
+        counted.truncate(limit as usize);
+        let mut out = Vec::with_capacity(counted.len());
+        for (hits, platform, platform_id) in counted {
             let (handle, display_name): (String, String) = sqlx::query_as(
                 "SELECT account_handle, account_display_name FROM hits WHERE platform = ? AND account_platform_id = ? \
                  ORDER BY id DESC LIMIT 1",
@@ -256,7 +281,7 @@ impl Store {
             .bind(&platform_id)
             .fetch_one(&self.pool)
             .await?;
-            out.push(WaitingAccount { platform, platform_id, handle, display_name, hits: ucount(n) });
+            out.push(WaitingAccount { platform, platform_id, handle, display_name, hits });
         }
         Ok(out)
     }
@@ -334,8 +359,8 @@ mod tests {
              WHERE digest_id IS NULL AND force IS 'Kent Police' GROUP BY severity, categories",
             "SELECT retrieved_at, id FROM hits INDEXED BY hits_unsent_queue \
              WHERE digest_id IS NULL AND force IS NULL AND severity = 'high' ORDER BY retrieved_at, id LIMIT 5",
-            "SELECT platform, account_platform_id FROM hits INDEXED BY hits_unsent_accounts \
-             WHERE digest_id IS NULL AND force IS 'Kent Police' AND id NOT IN (1, 2)",
+            "SELECT platform, account_platform_id, count(*) AS n FROM hits INDEXED BY hits_unsent_accounts \
+             WHERE digest_id IS NULL AND force IS 'Kent Police' GROUP BY platform, account_platform_id",
             "SELECT substr(retrieved_at, 1, 10), force, categories, count(*) FROM hits INDEXED BY hits_found_day \
              WHERE substr(retrieved_at, 1, 10) >= '2026-01-01' GROUP BY substr(retrieved_at, 1, 10), force, categories",
         ];
