@@ -238,32 +238,28 @@ impl Store {
             *excluded.entry((p.as_str(), a.as_str())).or_default() += 1;
         }
         let want = i64::from(limit) + i64::try_from(excluded.len()).unwrap_or(i64::MAX / 2);
-        // One index search per force value, in index order (an `OR force IS NULL` would scan
-        // the whole index); several force values are grouped together afterwards.
-        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT platform, account_platform_id, count(*) AS n FROM ");
-        if let [force] = forces {
-            q.push("hits INDEXED BY hits_unsent_accounts WHERE digest_id IS NULL AND force IS ").push_bind(force.as_deref());
-        } else {
-            q.push("(");
-            for (i, force) in forces.iter().enumerate() {
-                if i > 0 {
-                    q.push(" UNION ALL ");
-                }
-                q.push(
-                    "SELECT platform, account_platform_id FROM hits INDEXED BY hits_unsent_accounts \
-                     WHERE digest_id IS NULL AND force IS ",
-                )
-                .push_bind(force.as_deref());
+        // Per force value, the accounts' counts come grouped in index order (no sort). One
+        // force: SQL keeps the top ones. Several (the default route): every account's counts
+        // are added up here first, since an account can have hits under more than one force
+        // value; that map holds one entry per account with waiting hits, not per hit.
+        let mut totals: BTreeMap<(String, String), u64> = BTreeMap::new();
+        let one = forces.len() == 1;
+        for force in forces {
+            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "SELECT platform, account_platform_id, count(*) AS n FROM hits INDEXED BY hits_unsent_accounts \
+                 WHERE digest_id IS NULL AND force IS ",
+            );
+            q.push_bind(force.as_deref()).push(" GROUP BY platform, account_platform_id");
+            if one {
+                q.push(" ORDER BY n DESC, platform, account_platform_id LIMIT ").push_bind(want);
             }
-            q.push(")");
+            for row in q.build().fetch_all(&self.pool).await? {
+                let n = ucount(row.try_get(2)?);
+                *totals.entry((row.try_get(0)?, row.try_get(1)?)).or_default() += n;
+            }
         }
-        q.push(" GROUP BY platform, account_platform_id ORDER BY n DESC, platform, account_platform_id LIMIT ").push_bind(want);
-        let rows = q.build().fetch_all(&self.pool).await?;
         let mut counted: Vec<(u64, String, String)> = vec![];
-        for row in rows {
-            let platform: String = row.try_get(0)?;
-            let platform_id: String = row.try_get(1)?;
-            let n = ucount(row.try_get(2)?);
+        for ((platform, platform_id), n) in totals {
             let left = n.saturating_sub(excluded.get(&(platform.as_str(), platform_id.as_str())).copied().unwrap_or(0));
             if left > 0 {
                 counted.push((left, platform, platform_id));
