@@ -613,46 +613,52 @@ async fn hits(config: &Config, store: &Store, cmd: HitsCommand) -> Result<u8> {
         HitsCommand::List(args) => {
             let scope = hit_scope(config, &args.filter)?;
             let filter = hit_filter(config, args.filter)?;
-            let hits = store.list_hits_scoped(&filter, &scope).await?;
-            let detail = format!(
-                "status={} force={} category={} since={} unsent={} route={} -> {} hit(s)",
-                filter.status.map(status_name).unwrap_or("any"),
-                filter.force.as_deref().unwrap_or("any"),
-                filter.category.map(|c| c.as_str()).unwrap_or("any"),
-                filter.since.map(|t| t.to_rfc3339()).unwrap_or_else(|| "any".into()),
-                scope.unsent,
-                match &scope.route {
-                    None => "any",
-                    Some(RouteFilter::Force(f)) => f.as_str(),
-                    Some(RouteFilter::Default { .. }) => crate::digest::DEFAULT_ROUTE,
-                },
-                hits.len()
-            );
-            store.audit(&actor(), "hits list", &detail).await?;
-            match args.format {
+            // Recorded before anything is printed; rows are printed as SQLite yields them, so a
+            // backlog of any size lists in bounded memory.
+            store.audit(&actor(), "hits list", &describe_listing(&filter, &scope)).await?;
+            let mut out = std::io::BufWriter::new(std::io::stdout());
+            let listed = match args.format {
                 OutputFormat::Json => {
-                    for h in &hits {
-                        println!("{}", serde_json::to_string(h)?);
-                    }
+                    store
+                        .for_each_hit_scoped(&filter, &scope, |h| {
+                            serde_json::to_writer(&mut out, &h)?;
+                            Ok::<_, anyhow::Error>(writeln!(out)?)
+                        })
+                        .await?
                 }
-                OutputFormat::Table => print_hit_table(&hits),
+                OutputFormat::Table => {
+                    write_hit_table_header(&mut out)?;
+                    store.for_each_hit_scoped(&filter, &scope, |h| write_hit_table_row(&h, &mut out)).await?
+                }
+            };
+            if listed == 0 && matches!(args.format, OutputFormat::Table) {
+                writeln!(out, "(no hits)")?;
             }
+            out.flush()?;
             Ok(0)
         }
         HitsCommand::Export(args) => {
             let scope = hit_scope(config, &args.filter)?;
             let filter = hit_filter(config, args.filter)?;
-            let hits = store.list_hits_scoped(&filter, &scope).await?;
-            let mut out: Box<dyn std::io::Write> = match &args.output {
+            let detail = format!("{} as {:?}", describe_listing(&filter, &scope), args.format);
+            store.audit(&actor(), "hits export", &detail).await?;
+            let out: Box<dyn std::io::Write + Send> = match &args.output {
                 Some(path) => Box::new(std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?),
-                None => Box::new(std::io::stdout().lock()),
+                None => Box::new(std::io::stdout()),
             };
+            let mut out = std::io::BufWriter::new(out);
             match args.format {
-                ExportFormat::Json => export_json(&hits, &mut out)?,
-                ExportFormat::Csv => export_csv(&hits, &mut out)?,
+                ExportFormat::Json => {
+                    store.for_each_hit_scoped(&filter, &scope, |h| export_json_line(&h, &mut out)).await?;
+                }
+                ExportFormat::Csv => {
+                    let mut w = csv::Writer::from_writer(&mut out);
+                    w.write_record(CSV_HEADER)?;
+                    store.for_each_hit_scoped(&filter, &scope, |h| export_csv_row(&h, &mut w)).await?;
+                    w.flush()?;
+                }
             }
             out.flush()?;
-            store.audit(&actor(), "hits export", &format!("{} hit(s) as {:?}", hits.len(), args.format)).await?;
             Ok(0)
         }
         HitsCommand::Show { id, reveal } => {
@@ -758,69 +764,82 @@ fn hit_scope(config: &Config, args: &FilterArgs) -> Result<HitScope> {
     Ok(HitScope { unsent: args.unsent, route })
 }
 
+/// What a listing asked for, for the audit trail.
+fn describe_listing(filter: &HitFilter, scope: &HitScope) -> String {
+    format!(
+        "status={} force={} category={} since={} unsent={} route={} limit={}",
+        filter.status.map(status_name).unwrap_or("any"),
+        filter.force.as_deref().unwrap_or("any"),
+        filter.category.map(|c| c.as_str()).unwrap_or("any"),
+        filter.since.map(|t| t.to_rfc3339()).unwrap_or_else(|| "any".into()),
+        scope.unsent,
+        match &scope.route {
+            None => "any",
+            Some(RouteFilter::Force(f)) => f.as_str(),
+            Some(RouteFilter::Default { .. }) => crate::digest::DEFAULT_ROUTE,
+        },
+        filter.limit.map(|l| l.to_string()).unwrap_or_else(|| "none".into()),
+    )
+}
+
 /// One JSON object per line: the stored hit plus its evidence hash.
-fn export_json(hits: &[HitRecord], out: &mut dyn std::io::Write) -> Result<()> {
-    for h in hits {
-        let mut value = serde_json::to_value(h)?;
-        if let serde_json::Value::Object(map) = &mut value {
-            map.insert("evidence_sha256".into(), h.evidence_sha256().into());
-        }
-        serde_json::to_writer(&mut *out, &value)?;
-        writeln!(out)?;
+fn export_json_line(h: &HitRecord, out: &mut impl std::io::Write) -> Result<()> {
+    let mut value = serde_json::to_value(h)?;
+    if let serde_json::Value::Object(map) = &mut value {
+        map.insert("evidence_sha256".into(), h.evidence_sha256().into());
     }
+    serde_json::to_writer(&mut *out, &value)?;
+    writeln!(out)?;
     Ok(())
 }
 
 /// A flat table for spreadsheets; the csv crate quotes fields, so post text cannot break rows.
-fn export_csv(hits: &[HitRecord], out: &mut dyn std::io::Write) -> Result<()> {
-    let mut w = csv::Writer::from_writer(out);
-    w.write_record([
-        "id",
-        "status",
-        "force",
-        "platform",
-        "account_handle",
-        "account_display_name",
-        "profile_url",
-        "post_id",
-        "post_url",
-        "post_created_at",
-        "retrieved_at",
-        "categories",
-        "severity",
-        "rules",
-        "matched",
-        "text",
-        "evidence_sha256",
-    ])?;
-    for h in hits {
-        let cats: Vec<&str> = h.categories.iter().map(|c| c.as_str()).collect();
-        let rules: Vec<&str> = h.classification.findings.iter().map(|f| f.rule_id.as_str()).collect();
-        let matched: Vec<&str> = h.classification.findings.iter().map(|f| f.matched.as_str()).collect();
-        w.write_record(
-            [
-                h.id.to_string(),
-                status_name(h.status).to_string(),
-                h.force.clone().unwrap_or_default(),
-                h.platform.clone(),
-                h.account_handle.clone(),
-                h.account_display_name.clone(),
-                h.profile_url.clone().unwrap_or_default(),
-                h.post_platform_id.clone(),
-                h.post_url.clone().unwrap_or_default(),
-                h.post_created_at.to_rfc3339(),
-                h.retrieved_at.to_rfc3339(),
-                cats.join(";"),
-                h.severity.as_str().to_string(),
-                rules.join(";"),
-                matched.join(" | "),
-                h.text.clone(),
-                h.evidence_sha256(),
-            ]
-            .map(|cell| spreadsheet_safe(&cell)),
-        )?;
-    }
-    w.flush()?;
+const CSV_HEADER: [&str; 17] = [
+    "id",
+    "status",
+    "force",
+    "platform",
+    "account_handle",
+    "account_display_name",
+    "profile_url",
+    "post_id",
+    "post_url",
+    "post_created_at",
+    "retrieved_at",
+    "categories",
+    "severity",
+    "rules",
+    "matched",
+    "text",
+    "evidence_sha256",
+];
+
+fn export_csv_row(h: &HitRecord, w: &mut csv::Writer<impl std::io::Write>) -> Result<()> {
+    let cats: Vec<&str> = h.categories.iter().map(|c| c.as_str()).collect();
+    let rules: Vec<&str> = h.classification.findings.iter().map(|f| f.rule_id.as_str()).collect();
+    let matched: Vec<&str> = h.classification.findings.iter().map(|f| f.matched.as_str()).collect();
+    w.write_record(
+        [
+            h.id.to_string(),
+            status_name(h.status).to_string(),
+            h.force.clone().unwrap_or_default(),
+            h.platform.clone(),
+            h.account_handle.clone(),
+            h.account_display_name.clone(),
+            h.profile_url.clone().unwrap_or_default(),
+            h.post_platform_id.clone(),
+            h.post_url.clone().unwrap_or_default(),
+            h.post_created_at.to_rfc3339(),
+            h.retrieved_at.to_rfc3339(),
+            cats.join(";"),
+            h.severity.as_str().to_string(),
+            rules.join(";"),
+            matched.join(" | "),
+            h.text.clone(),
+            h.evidence_sha256(),
+        ]
+        .map(|cell| spreadsheet_safe(&cell)),
+    )?;
     Ok(())
 }
 
@@ -855,28 +874,30 @@ fn one_line(s: &str, max: usize) -> String {
     }
 }
 
-fn print_hit_table(hits: &[HitRecord]) {
-    println!(
+fn write_hit_table_header(out: &mut impl std::io::Write) -> Result<()> {
+    writeln!(
+        out,
         "{:>6}  {:<10} {:<8} {:<16} {:<28} {:<24} {:<30} excerpt",
         "id", "status", "severity", "posted", "force", "account", "categories"
-    );
-    for h in hits {
-        let cats: Vec<&str> = h.categories.iter().map(|c| c.as_str()).collect();
-        println!(
-            "{:>6}  {:<10} {:<8} {:<16} {:<28} {:<24} {:<30} {}",
-            h.id,
-            status_name(h.status),
-            h.severity.as_str(),
-            h.post_created_at.format("%Y-%m-%d %H:%M"),
-            one_line(h.force.as_deref().unwrap_or("(unknown)"), 28),
-            one_line(&h.account_handle, 24),
-            cats.join(","),
-            one_line(&crate::redact::redact(&h.text).text, 60)
-        );
-    }
-    if hits.is_empty() {
-        println!("(no hits)");
-    }
+    )?;
+    Ok(())
+}
+
+fn write_hit_table_row(h: &HitRecord, out: &mut impl std::io::Write) -> Result<()> {
+    let cats: Vec<&str> = h.categories.iter().map(|c| c.as_str()).collect();
+    writeln!(
+        out,
+        "{:>6}  {:<10} {:<8} {:<16} {:<28} {:<24} {:<30} {}",
+        h.id,
+        status_name(h.status),
+        h.severity.as_str(),
+        h.post_created_at.format("%Y-%m-%d %H:%M"),
+        one_line(h.force.as_deref().unwrap_or("(unknown)"), 28),
+        one_line(&h.account_handle, 24),
+        cats.join(","),
+        one_line(&crate::redact::redact(&h.text).text, 60)
+    )?;
+    Ok(())
 }
 
 /// The evidence of a hit, for `hits show`, with personal data in the post masked.

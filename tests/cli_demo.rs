@@ -252,3 +252,28 @@ fn export_gives_each_hit_its_url_retrieval_time_and_evidence_hash() {
     assert_eq!(rows[0]["evidence_sha256"], again[0]["evidence_sha256"]);
     bin().arg("--config").arg(&config).args(["audit"]).assert().success().stdout(predicate::str::contains("hits export"));
 }
+
+#[test]
+fn hits_list_prints_a_table_row_per_hit_and_says_when_there_are_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = common::demo_config(dir.path(), "");
+    bin().arg("--config").arg(&config).arg("scan").assert().success();
+    let n = hit_count(&config);
+    assert!(n > 0, "the demo scan stored no hits");
+
+    let out = bin().arg("--config").arg(&config).args(["hits", "list"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let table = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines[0].contains("id") && lines[0].contains("excerpt"), "{table}");
+    assert_eq!(lines.len(), n + 1, "a header and one row per hit:\n{table}");
+    // Personal data is masked in the excerpt column, as in the digest.
+    assert!(!table.contains("Kelly Brennan"), "{table}");
+
+    let limited = bin().arg("--config").arg(&config).args(["hits", "list", "--limit", "1"]).output().unwrap();
+    assert_eq!(String::from_utf8(limited.stdout).unwrap().lines().count(), 2);
+
+    let none = bin().arg("--config").arg(&config).args(["hits", "list", "--status", "escalated"]).output().unwrap();
+    assert!(none.status.success());
+    assert!(String::from_utf8(none.stdout).unwrap().contains("(no hits)"));
+}

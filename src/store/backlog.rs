@@ -304,31 +304,33 @@ impl Store {
 
     /// [`Store::list_hits`] narrowed by `scope` (unsent only, one route only).
     pub async fn list_hits_scoped(&self, filter: &super::HitFilter, scope: &HitScope) -> Result<Vec<HitRecord>> {
-        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(format!("SELECT {HIT_COLUMNS} FROM hits h WHERE 1 = 1"));
-        if scope.unsent {
-            q.push(" AND h.digest_id IS NULL");
+        let mut hits = Vec::new();
+        self.for_each_hit_scoped(filter, scope, |h| {
+            hits.push(h);
+            Ok::<_, StoreError>(())
+        })
+        .await?;
+        Ok(hits)
+    }
+
+    /// The hits of [`Store::list_hits_scoped`] handed to `each` one at a time as SQLite yields
+    /// them, never all in memory: `hits list` and `hits export` print a backlog of any size this
+    /// way. Returns how many were handed over; an error from `each` stops the listing.
+    pub async fn for_each_hit_scoped<E: From<StoreError>>(
+        &self,
+        filter: &super::HitFilter,
+        scope: &HitScope,
+        mut each: impl FnMut(HitRecord) -> std::result::Result<(), E>,
+    ) -> std::result::Result<u64, E> {
+        use futures_util::TryStreamExt;
+        let mut q = scoped_query(filter, scope);
+        let mut rows = q.build().fetch(&self.pool);
+        let mut n = 0;
+        while let Some(row) = rows.try_next().await.map_err(|e| E::from(e.into()))? {
+            each(super::hit_from_row(&row)?)?;
+            n += 1;
         }
-        match &scope.route {
-            None => {}
-            Some(RouteFilter::Force(f)) => {
-                q.push(" AND h.force = ").push_bind(f.clone());
-            }
-            Some(RouteFilter::Default { routed }) => {
-                q.push(" AND (h.force IS NULL");
-                if !routed.is_empty() {
-                    q.push(" OR h.force NOT IN (");
-                    let mut sep = q.separated(", ");
-                    for f in routed {
-                        sep.push_bind(f.clone());
-                    }
-                    q.push(")");
-                }
-                q.push(")");
-            }
-        }
-        super::push_hit_filter(&mut q, filter);
-        let rows = q.build().fetch_all(&self.pool).await?;
-        rows.iter().map(super::hit_from_row).collect()
+        Ok(n)
     }
 
     /// Rows of the hits table read by a digest query plan, for tests: `EXPLAIN QUERY PLAN` of
@@ -338,6 +340,34 @@ impl Store {
         let rows = sqlx::query(&format!("EXPLAIN QUERY PLAN {sql}")).fetch_all(&self.pool).await?;
         Ok(rows.iter().filter_map(|r| r.try_get::<String, _>("detail").ok()).collect::<Vec<_>>().join("\n"))
     }
+}
+
+/// The SELECT of hits matching `filter` within `scope`.
+fn scoped_query<'a>(filter: &'a super::HitFilter, scope: &'a HitScope) -> QueryBuilder<'a, Sqlite> {
+    let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(format!("SELECT {HIT_COLUMNS} FROM hits h WHERE 1 = 1"));
+    if scope.unsent {
+        q.push(" AND h.digest_id IS NULL");
+    }
+    match &scope.route {
+        None => {}
+        Some(RouteFilter::Force(f)) => {
+            q.push(" AND h.force = ").push_bind(f.clone());
+        }
+        Some(RouteFilter::Default { routed }) => {
+            q.push(" AND (h.force IS NULL");
+            if !routed.is_empty() {
+                q.push(" OR h.force NOT IN (");
+                let mut sep = q.separated(", ");
+                for f in routed {
+                    sep.push_bind(f.clone());
+                }
+                q.push(")");
+            }
+            q.push(")");
+        }
+    }
+    super::push_hit_filter(&mut q, filter);
+    q
 }
 
 #[cfg(test)]
