@@ -86,7 +86,13 @@ impl Detector {
         Detector::from_rules(rules, allowlist, forces, dir)
     }
 
-    fn from_rules(rules: Vec<Rule>, allowlist: Allowlist, forces: &Forces, dir: &Path) -> Result<Detector, Vec<PatternError>> {
+    /// Compile loaded rules and allowlist (from [`load_dir`] or [`load_texts`]) into a detector.
+    pub fn from_rules(
+        rules: Vec<Rule>,
+        allowlist: Allowlist,
+        forces: &Forces,
+        dir: &Path,
+    ) -> Result<Detector, Vec<PatternError>> {
         let (identity, category): (Vec<Rule>, Vec<Rule>) = rules.into_iter().partition(|r| matches!(r.kind, RuleKind::Signal(_)));
         let identity = RuleSet::new(identity).map_err(|m| vec![dir_error(dir, m)])?;
         let category = RuleSet::new(category).map_err(|m| vec![dir_error(dir, m)])?;
@@ -752,20 +758,35 @@ struct FileExtras {
 
 /// Parse and compile every rule, allowlist and exception in `dir`, collecting every error.
 pub fn load_dir(dir: &Path) -> Result<(Vec<Rule>, Allowlist), Vec<PatternError>> {
-    let files = pattern_files(dir)?;
+    let mut errors = Vec::new();
+    let mut texts = Vec::new();
+    for file in pattern_files(dir)? {
+        match std::fs::read_to_string(&file) {
+            Ok(t) => texts.push((file, t)),
+            Err(e) => errors.push(PatternError { file, line: None, rule: None, message: format!("cannot read: {e}") }),
+        }
+    }
+    let loaded = load_texts(dir, &texts);
+    match (loaded, errors.is_empty()) {
+        (Ok(r), true) => Ok(r),
+        (Ok(_), false) => Err(errors),
+        (Err(e), _) => {
+            errors.extend(e);
+            Err(errors)
+        }
+    }
+}
+
+/// Parse and compile the pattern files of `dir` once read, as `(path, text)` in load order:
+/// rules, allowlists and exceptions across files, collecting every error.
+pub fn load_texts(dir: &Path, files: &[(PathBuf, String)]) -> Result<(Vec<Rule>, Allowlist), Vec<PatternError>> {
     let mut errors = Vec::new();
     let mut rules: Vec<Rule> = Vec::new();
     let mut seen: HashMap<String, (PathBuf, usize)> = HashMap::new();
     let mut extras = FileExtras::default();
-    for file in files {
-        let text = match std::fs::read_to_string(&file) {
-            Ok(t) => t,
-            Err(e) => {
-                errors.push(PatternError { file: file.clone(), line: None, rule: None, message: format!("cannot read: {e}") });
-                continue;
-            }
-        };
-        let (file_rules, file_extras) = parse_file_full(&file, &text, &mut errors);
+    for (file, text) in files {
+        let file = file.clone();
+        let (file_rules, file_extras) = parse_file_full(&file, text, &mut errors);
         extras.accounts.extend(file_extras.accounts);
         extras.phrases.extend(file_extras.phrases);
         extras.exceptions.extend(file_extras.exceptions);

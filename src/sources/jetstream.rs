@@ -307,7 +307,7 @@ pub fn parse_event(text: &str) -> Result<JetstreamEvent, String> {
                 .as_deref()
                 .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
                 .map(|t| t.with_timezone(&Utc))
-                .filter(|t| *t <= at + chrono::Duration::days(1))
+                .filter(|t| at.checked_add_signed(chrono::Duration::days(1)).map_or(true, |limit| *t <= limit))
                 .unwrap_or(at);
             let did = &raw.did;
             let rkey = &commit.rkey;
@@ -794,6 +794,18 @@ mod tests {
         let future = ev.replace("YYYY", "2999-01-01T00:00:00Z");
         let JetstreamEvent::Post { post, .. } = parse_event(&future).unwrap() else { panic!() };
         assert_eq!(post.created_at.timestamp(), 1_700_000_000);
+    }
+
+    #[test]
+    fn an_event_time_at_the_end_of_the_calendar_is_read_not_a_panic() {
+        // The last microsecond chrono can hold: "a day after the event time", the limit on a
+        // future `createdAt`, is past it.
+        let last = DateTime::<Utc>::MAX_UTC.timestamp_micros();
+        let ev = format!(
+            r#"{{"did":"did:plc:abc","time_us":{last},"kind":"commit","commit":{{"operation":"create","collection":"app.bsky.feed.post","rkey":"3k","record":{{"text":"x","createdAt":"2026-01-01T00:00:00Z"}}}}}}"#
+        );
+        let JetstreamEvent::Post { post, .. } = parse_event(&ev).unwrap() else { panic!() };
+        assert_eq!(post.created_at.timestamp(), 1_767_225_600);
     }
 
     #[test]
