@@ -22,6 +22,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use async_trait::async_trait;
+use futures_util::StreamExt;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use tracing::debug;
@@ -760,33 +761,30 @@ impl MastodonSource {
         }
     }
 
-    /// Read what is new of one account, and move its mark. Statuses the server will not give
-    /// (404/410/403) or cannot send as JSON are recorded in `page.skipped`, and the mark stays,
-    /// so the next scan tries again.
-    async fn read_account(
-        &self,
-        a: &ApiAccount,
-        author_id: &str,
-        cur: &mut Cursor,
-        page: &mut Page,
-    ) -> Result<Vec<Post>, SourceError> {
+    /// Read what is new of one account, from its mark (`None`: first time seen). Statuses the
+    /// server will not give (404/410/403) or cannot send as JSON are recorded in `skipped`, and
+    /// the mark stays, so the next scan tries again. Statuses are converted to posts as each
+    /// response arrives (the API entities, each with its author, are not kept).
+    async fn read_account(&self, a: &ApiAccount, author_id: &str, mark: Option<Mark>) -> Result<AccountRead, SourceError> {
+        let mut out = AccountRead { posts: vec![], mark: mark.clone(), skipped: vec![] };
         let today = Utc::now().date_naive();
-        let mark = cur.accounts.get(&a.id).cloned();
         if let (Some(m), Some(day)) = (&mark, last_status_day(a)) {
             if day < m.checked.pred_opt().unwrap_or(m.checked) {
                 debug!(source = %self.name, account = %a.acct, "no status since the last check");
-                return Ok(vec![]);
+                return Ok(out);
             }
         }
         if a.statuses_count == Some(0) {
-            cur.accounts.insert(a.id.clone(), Mark { last: mark.and_then(|m| m.last), checked: today });
-            return Ok(vec![]);
+            out.mark = Some(Mark { last: mark.and_then(|m| m.last), checked: today });
+            return Ok(out);
         }
         let http = self.http()?;
+        let instance = &self.cfg.instance;
         let limit = self.cfg.statuses_per_request as usize;
         let path = format!("api/v1/accounts/{}/statuses", urlencode_path(&a.id));
         let base_query = vec![("limit", limit.to_string()), ("exclude_reblogs", "true".to_string())];
-        let mut statuses: Vec<ApiStatus> = vec![];
+        let mut read = 0usize;
+        let mut oldest_read: Option<String> = None;
         let mut newest_seen: Option<String> = mark.as_ref().and_then(|m| m.last.clone());
         let mut requests = 0u32;
         // Forward from the mark with min_id, or back from the newest with max_id the first time.
@@ -803,8 +801,10 @@ impl MastodonSource {
             let resp = match http.get(&url, None).await {
                 Ok(r) => r,
                 Err(e) if matches!(e.status(), Some(403 | 404 | 410)) => {
-                    page.skipped.push(format!("{}: statuses of {} unavailable: {e}", self.name, a.acct));
-                    return Ok(vec![]);
+                    out.skipped.push(format!("{}: statuses of {} unavailable: {e}", self.name, a.acct));
+                    out.posts.clear();
+                    out.mark = mark;
+                    return Ok(out);
                 }
                 Err(e) => return Err(e.into()),
             };
@@ -813,12 +813,14 @@ impl MastodonSource {
             let (items, bad) = match parse_items::<ApiStatus>(&resp.body, &location) {
                 Ok(x) => x,
                 Err(e) => {
-                    page.skipped.push(format!("{}: statuses of {}: {e}", self.name, a.acct));
-                    return Ok(vec![]);
+                    out.skipped.push(format!("{}: statuses of {}: {e}", self.name, a.acct));
+                    out.posts.clear();
+                    out.mark = mark;
+                    return Ok(out);
                 }
             };
-            let count = parse_len(&resp.body);
-            page.skipped.extend(bad);
+            let count = items.len() + bad.len();
+            out.skipped.extend(bad);
             if count == 0 {
                 break;
             }
@@ -829,11 +831,19 @@ impl MastodonSource {
                     newest_seen = Some(n.clone());
                 }
             }
-            statuses.extend(items);
+            let page_oldest = items.iter().map(|s| s.id.as_str()).min_by(|a, b| id_cmp(a, b)).map(str::to_string);
+            if let Some(o) = page_oldest {
+                if oldest_read.as_deref().map_or(true, |p| id_cmp(&o, p).is_lt()) {
+                    oldest_read = Some(o);
+                }
+            }
+            read += items.len();
+            out.posts.extend(items.iter().filter_map(|s| to_post(s, author_id, instance)));
+            drop(items);
             if forward.is_some() {
                 // The next block above: the Link header's prev, else the newest id read.
                 let next = link_param(&link, "prev", "min_id").or(page_newest);
-                if count < limit || statuses.len() >= self.cfg.max_new_statuses_per_account as usize || next == forward {
+                if count < limit || read >= self.cfg.max_new_statuses_per_account as usize || next == forward {
                     break;
                 }
                 forward = next;
@@ -841,14 +851,19 @@ impl MastodonSource {
                 if requests >= self.cfg.first_scan_pages || count < limit {
                     break;
                 }
-                let oldest = statuses.iter().map(|s| s.id.as_str()).min_by(|a, b| id_cmp(a, b)).map(str::to_string);
-                backward = link_param(&link, "next", "max_id").or(oldest);
+                backward = link_param(&link, "next", "max_id").or(oldest_read.clone());
             }
         }
-        cur.accounts.insert(a.id.clone(), Mark { last: newest_seen, checked: today });
-        let instance = &self.cfg.instance;
-        Ok(statuses.iter().filter_map(|s| to_post(s, author_id, instance)).collect())
+        out.mark = Some(Mark { last: newest_seen, checked: today });
+        Ok(out)
     }
+}
+
+/// What reading one account gave: its new posts, its new mark, and records skipped.
+struct AccountRead {
+    posts: Vec<Post>,
+    mark: Option<Mark>,
+    skipped: Vec<String>,
 }
 
 /// Number of items in a JSON array body (0 when it is not one).
@@ -888,6 +903,7 @@ impl Source for MastodonSource {
             }
         }
         let domain = self.domain();
+        let mut to_read = vec![];
         for a in found {
             if !self.seen_this_pass.insert(a.id.clone()) || a.suspended == Some(true) {
                 continue;
@@ -899,8 +915,26 @@ impl Source for MastodonSource {
                 continue;
             }
             let account = to_account(&a, &self.cfg.instance, &domain);
-            let posts = self.read_account(&a, &account.platform_id, &mut cur, &mut page).await?;
-            page.posts.extend(posts);
+            let mark = cur.accounts.get(&a.id).cloned();
+            to_read.push((a, account, mark));
+        }
+        // Accounts are read concurrently, as many at once as requests may be in flight to the
+        // instance (the HTTP layer's per-host limit, pacing and 429 waits apply to every
+        // request); their results are put on the page in discovery order.
+        let this = &*self;
+        let reads = futures_util::stream::iter(to_read.into_iter().map(|(a, account, mark)| async move {
+            let read = this.read_account(&a, &account.platform_id, mark).await;
+            (a.id, account, read)
+        }))
+        .buffered(self.cfg.max_concurrent_requests.max(1) as usize);
+        futures_util::pin_mut!(reads);
+        while let Some((id, account, read)) = reads.next().await {
+            let read = read?;
+            page.skipped.extend(read.skipped);
+            if let Some(mark) = read.mark {
+                cur.accounts.insert(id, mark);
+            }
+            page.posts.extend(read.posts);
             page.accounts.push(account);
         }
         match stage {
