@@ -69,9 +69,11 @@ pub async fn run(
     Ok(report)
 }
 
-/// Pages fetched ahead of processing, and processed pages waiting for the writer: small, so
-/// memory stays bounded by a few pages whatever the volume.
-const PIPELINE_DEPTH: usize = 2;
+/// Pages fetched ahead of processing: one (the next page is fetched while this one is
+/// processed), so memory stays bounded by a few pages whatever the volume.
+const FETCH_AHEAD: usize = 1;
+/// Processed pages (their hits and accounts only) waiting for the writer.
+const WRITE_QUEUE: usize = 4;
 
 /// Sources read at once by [`run`].
 const CONCURRENT_SOURCES: usize = 4;
@@ -102,8 +104,8 @@ pub async fn scan_source_with(
 ) -> Result<SourceSummary, StoreError> {
     let name = entry.name.as_str();
     let start_cursor = store.cursor(name).await?;
-    let (page_tx, mut page_rx) = tokio::sync::mpsc::channel::<Page>(PIPELINE_DEPTH);
-    let (commit_tx, mut commit_rx) = tokio::sync::mpsc::channel::<StagedPage>(PIPELINE_DEPTH);
+    let (page_tx, mut page_rx) = tokio::sync::mpsc::channel::<Page>(FETCH_AHEAD);
+    let (commit_tx, mut commit_rx) = tokio::sync::mpsc::channel::<StagedPage>(WRITE_QUEUE);
     let hits = AtomicU64::new(0);
 
     // Stage 1: fetch pages, each from the cursor of the one before, until done or an error.
@@ -458,6 +460,53 @@ mod tests {
         let other = sources::SourceError::Setup("environment variable X is not set".into());
         let (s, _) = scan_scripted(vec![Err(other)]).await;
         assert_eq!((s.errors, s.rate_limit_waits), (1, 0));
+    }
+
+    #[tokio::test]
+    async fn a_page_is_processed_against_the_accounts_of_pages_not_yet_committed() {
+        // Page 1 carries an officer's profile; page 2 only a post of theirs (as Jetstream sends
+        // them). With one batch for the whole scan, page 2 is processed before page 1 is
+        // committed, and must still know the author is an officer.
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("m.db")).await.unwrap();
+        let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let detector = Detector::load(&repo.join("patterns"), &crate::forces::Forces::embedded()).unwrap();
+        let account = Account {
+            platform: "mastodon".into(),
+            platform_id: "https://social.example/users/pc_sam".into(),
+            handle: "@pc_sam@social.example".into(),
+            display_name: "Sam Jones".into(),
+            bio: "Response officer, Kent Police. Views my own.".into(),
+            profile_url: None,
+        };
+        let post = Post {
+            platform: "mastodon".into(),
+            platform_id: "https://social.example/statuses/1".into(),
+            author_id: account.platform_id.clone(),
+            created_at: Utc::now(),
+            text: "Warrant at 14 Elmtree Close tomorrow 6am, bring the big key.".into(),
+            alt_texts: vec![],
+            lang_hints: vec!["en".into()],
+            url: None,
+        };
+        let page1 = Page { accounts: vec![account], cursor: Some("c1".into()), ..Default::default() };
+        let page2 = Page { posts: vec![post], cursor: Some("c2".into()), done: true, ..Default::default() };
+        let entry = SourceEntry {
+            name: "scripted".into(),
+            enabled: true,
+            kind: crate::config::SourceConfig::Replay(crate::sources::replay::ReplayConfig {
+                dir: dir.path().to_path_buf(),
+                page_size: 1,
+            }),
+        };
+        let mut src = Scripted { pages: vec![Ok(page1), Ok(page2)].into_iter().collect() };
+        let limits = BatchLimits { max_rows: 1_000_000, max_delay: std::time::Duration::from_secs(3600) };
+        let summary = scan_source_with(&entry, &mut src, &store, &detector, &|_| {}, limits).await.unwrap();
+        assert_eq!((summary.identified, summary.hits, summary.posts_read), (1, 1, 1), "{summary:?}");
+        assert_eq!(store.cursor("scripted").await.unwrap().as_deref(), Some("c2"));
+        let hits = store.unsent_hits().await.unwrap();
+        assert_eq!(hits.len(), 1);
+        assert_eq!(hits[0].account_display_name, "Sam Jones");
     }
 
     #[test]

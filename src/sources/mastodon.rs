@@ -360,6 +360,11 @@ pub fn link_param(link: &str, rel: &str, param: &str) -> Option<String> {
 
 /// Parse a JSON array item by item: good items, and a message for each bad one.
 pub fn parse_items<T: serde::de::DeserializeOwned>(body: &[u8], location: &str) -> Result<(Vec<T>, Vec<String>), SourceError> {
+    // The usual case, every item good, in one pass; only a body with a bad item is read again
+    // item by item to say which.
+    if let Ok(all) = serde_json::from_slice::<Vec<T>>(body) {
+        return Ok((all, vec![]));
+    }
     let values: Vec<serde_json::Value> = serde_json::from_slice(body)
         .map_err(|e| SourceError::Malformed { location: location.to_string(), message: format!("expected a JSON array: {e}") })?;
     let mut good = vec![];
