@@ -23,13 +23,15 @@ use exposure_monitor::patterns::Detector;
 use exposure_monitor::store::{AccountUpdate, BatchLimits, BatchWriter, NewHit, PageCommit, Store};
 use stream::{Stream, StreamSpec};
 
-/// Hit rows written in the timed run.
+/// Hit rows written in the timed run (`STORE_BENCH_ROWS` sets fewer, e.g. for a profile).
 const ROWS: usize = 300_000;
 /// Hits per page (a Mastodon page of 40 statuses all from officers: the worst case for the writer).
 const PER_PAGE: usize = 40;
 const GOAL_ROWS_PER_SEC: f64 = 200_000.0;
 
 fn main() {
+    let rows_wanted: usize = std::env::var("STORE_BENCH_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(ROWS);
+    let only_batched = std::env::var_os("STORE_BENCH_ROWS").is_some();
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let detector = Detector::load(&repo.join("patterns"), &Forces::embedded()).expect("load patterns/");
     let mut stream = Stream::new(StreamSpec { platform: "mastodon", ..StreamSpec::default() });
@@ -42,7 +44,7 @@ fn main() {
     // A pool of real hits: officers' posts the classifier flags.
     let setup = Instant::now();
     let mut pool: Vec<NewHit> = vec![];
-    while pool.len() < 2_000 {
+    while pool.len() < 2_000.min(rows_wanted / 10).max(10) {
         let sp = stream.next_post();
         let Some(verdict) = &verdicts[sp.author] else { continue };
         if verdict.identity != Identity::Serving {
@@ -62,11 +64,11 @@ fn main() {
         });
     }
     // ROWS distinct hits (each a distinct post id), paged with their accounts and a cursor.
-    let mut pages: Vec<PageCommit> = Vec::with_capacity(ROWS / PER_PAGE + 1);
+    let mut pages: Vec<PageCommit> = Vec::with_capacity(rows_wanted / PER_PAGE + 1);
     let mut n = 0usize;
-    while n < ROWS {
+    while n < rows_wanted {
         let mut page = PageCommit { source: "bench".into(), accounts: vec![], hits: vec![], cursor: None };
-        for _ in 0..PER_PAGE.min(ROWS - n) {
+        for _ in 0..PER_PAGE.min(rows_wanted - n) {
             let mut h = pool[n % pool.len()].clone();
             h.post.platform_id = format!("https://social.example/statuses/{n:09}");
             h.post.url = Some(h.post.platform_id.clone());
@@ -85,7 +87,7 @@ fn main() {
     }
     let text_bytes: usize = pool.iter().map(|h| h.post.text.len()).sum::<usize>() / pool.len();
     println!(
-        "store: {ROWS} hit rows in {} pages of {PER_PAGE} (mean post text {text_bytes} bytes), set up in {:.1} s",
+        "store: {rows_wanted} hit rows in {} pages of {PER_PAGE} (mean post text {text_bytes} bytes), set up in {:.1} s",
         pages.len(),
         setup.elapsed().as_secs_f64()
     );
@@ -96,6 +98,9 @@ fn main() {
             ("one page per transaction (before)", BatchLimits { max_rows: 1, max_delay: Duration::ZERO }),
             ("batched writer (<= 5,000 rows or 250 ms)", BatchLimits::default()),
         ] {
+            if only_batched && limits.max_rows == 1 {
+                continue;
+            }
             let dir = tempfile::tempdir().unwrap();
             let store = Store::open(&dir.path().join("bench.db")).await.unwrap();
             let work: Vec<PageCommit> = if limits.max_rows == 1 { pages[..pages.len() / 5].to_vec() } else { pages.clone() };
@@ -118,6 +123,9 @@ fn main() {
                 println!("store: goal >= {GOAL_ROWS_PER_SEC:.0} hit rows/s: {rate:.0} -> {verdict}");
             }
             store.close().await;
+            if let Some(keep) = std::env::var_os("STORE_BENCH_KEEP") {
+                std::fs::copy(store.path(), keep).unwrap();
+            }
         }
     });
 }

@@ -551,6 +551,9 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
 
 /// Account rows in one multi-row upsert (11 parameters each).
 const ACCOUNTS_PER_STATEMENT: usize = 64;
+/// Page cache of the connection that commits scan pages: 32 MiB (negative: KiB, as SQLite
+/// takes it), within the program's 128 MB budget.
+const WRITER_CACHE_SIZE: &str = "-32768";
 /// Hit rows in one multi-row insert (16 parameters each; SQLite allows 32,766 per statement).
 const HITS_PER_STATEMENT: usize = 64;
 
@@ -654,6 +657,8 @@ impl BatchWriter {
 #[derive(Clone)]
 pub struct Store {
     pool: SqlitePool,
+    /// The connection scan pages are committed through (see [`Store::commit_staged`]).
+    writer: SqlitePool,
     path: PathBuf,
     /// Account records of pages staged for commit and not yet committed (see [`Store::stage`]).
     staged: std::sync::Arc<std::sync::Mutex<Staged>>,
@@ -678,9 +683,17 @@ impl Store {
             .busy_timeout(Duration::from_secs(30))
             // FULL: a digest marked sent stays marked even through a power cut.
             .synchronous(SqliteSynchronous::Full);
-        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await.map_err(open_err)?;
+        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options.clone()).await.map_err(open_err)?;
         sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(Store { pool, path: path.to_path_buf(), staged: Default::default() })
+        // Scan pages are written through one connection of their own with a larger page cache:
+        // a batch touches index pages all over the hit indexes, and with SQLite's default 2 MiB
+        // cache they are spilled and re-read again and again once the database outgrows it.
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.pragma("cache_size", WRITER_CACHE_SIZE))
+            .await
+            .map_err(open_err)?;
+        Ok(Store { pool, writer, path: path.to_path_buf(), staged: Default::default() })
     }
 
     /// The database file.
@@ -690,6 +703,7 @@ impl Store {
 
     /// Close every connection (checkpointing the WAL when this was the last one).
     pub async fn close(&self) {
+        self.writer.close().await;
         self.pool.close().await;
     }
 
@@ -872,7 +886,7 @@ impl Store {
             }
         }
 
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         // Multi-row statements of a fixed size (prepared once per connection and reused); the
         // last, shorter chunk of a batch has its own.
         for chunk in accounts.chunks(ACCOUNTS_PER_STATEMENT) {
