@@ -54,8 +54,8 @@ use stream::{Stream, StreamSpec};
 
 const POSTS: usize = 1_000_000;
 const ACCOUNTS: usize = 20_000;
-const THROTTLE_EVERY: u64 = 1_500;
-const THROTTLE_MS: u64 = 100;
+const THROTTLE_EVERY: u64 = 600;
+const THROTTLE_MS: u64 = 20;
 const GOAL_SECS: f64 = 60.0;
 const GOAL_RSS_MIB: f64 = 128.0;
 /// Mastodon ids: numeric, same width, increasing with time.

@@ -29,6 +29,15 @@ const ROWS: usize = 300_000;
 const PER_PAGE: usize = 40;
 const GOAL_ROWS_PER_SEC: f64 = 200_000.0;
 
+/// CPU seconds (user + system, all threads) this process has used so far.
+fn cpu_secs() -> f64 {
+    // SAFETY: `rusage` is plain data the kernel fills in.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+    t(u.ru_utime) + t(u.ru_stime)
+}
+
 fn main() {
     let rows_wanted: usize = std::env::var("STORE_BENCH_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(ROWS);
     let only_batched = std::env::var_os("STORE_BENCH_ROWS").is_some();
@@ -86,6 +95,8 @@ fn main() {
         pages.push(page);
     }
     let text_bytes: usize = pool.iter().map(|h| h.post.text.len()).sum::<usize>() / pool.len();
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!("store: load average before: {}", load.trim());
     println!(
         "store: {rows_wanted} hit rows in {} pages of {PER_PAGE} (mean post text {text_bytes} bytes), set up in {:.1} s",
         pages.len(),
@@ -106,6 +117,7 @@ fn main() {
             let work: Vec<PageCommit> = if limits.max_rows == 1 { pages[..pages.len() / 5].to_vec() } else { pages.clone() };
             let rows: usize = work.iter().map(|p| p.hits.len()).sum();
             let start = Instant::now();
+            let cpu_start = cpu_secs();
             let mut writer = BatchWriter::new(store.clone(), limits);
             let mut stored = 0u64;
             for p in work {
@@ -113,11 +125,15 @@ fn main() {
             }
             stored += writer.flush().await.unwrap();
             let secs = start.elapsed().as_secs_f64();
+            let cpu = cpu_secs() - cpu_start;
             assert_eq!(stored as usize, rows, "every hit stored once");
             let rate = rows as f64 / secs;
             let db_mib = std::fs::metadata(store.path()).map(|m| m.len()).unwrap_or(0) as f64 / 1048576.0
                 + std::fs::metadata(dir.path().join("bench.db-wal")).map(|m| m.len()).unwrap_or(0) as f64 / 1048576.0;
-            println!("store: {label}: {rows} rows in {secs:.2} s = {rate:.0} hit rows/s (db {db_mib:.0} MiB)");
+            println!(
+                "store: {label}: {rows} rows in {secs:.2} s = {rate:.0} hit rows/s; {cpu:.2} CPU s = {:.0} rows per CPU second (db {db_mib:.0} MiB)",
+                rows as f64 / cpu
+            );
             if limits.max_rows > 1 {
                 let verdict = if rate >= GOAL_ROWS_PER_SEC { "MET" } else { "MISSED" };
                 println!("store: goal >= {GOAL_ROWS_PER_SEC:.0} hit rows/s: {rate:.0} -> {verdict}");

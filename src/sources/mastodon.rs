@@ -38,6 +38,11 @@ pub const PLATFORM: &str = "mastodon";
 /// Handles looked up for one page.
 const HANDLES_PER_PAGE: usize = 40;
 
+/// Most posts a page is planned to hold (by the accounts' `statuses_count`): the accounts a
+/// discovery request finds are spread over several pages when their posts would not fit, so
+/// that memory is bounded by a page whatever the accounts' sizes.
+const MAX_POSTS_PER_PAGE: u64 = 2_000;
+
 /// `[[sources]]` keys of `kind = "mastodon"`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -552,6 +557,21 @@ pub struct MastodonSource {
     /// Accounts already read in this pass (by this process), so a second discovery of the same
     /// account costs nothing.
     seen_this_pass: HashSet<String>,
+    /// Accounts found by the last discovery request and not read yet (they did not fit on the
+    /// last page).
+    carry: Option<Carry>,
+}
+
+/// What a discovery request found and where the pass goes after it.
+struct Carry {
+    /// Accounts still to read, in discovery order, with the account the pipeline sees.
+    accounts: std::collections::VecDeque<(ApiAccount, Account)>,
+    /// The discovery's position and the hashtag marks before it: where a scan resumes while
+    /// accounts of this discovery are left.
+    resume: Option<(Pass, BTreeMap<String, String>)>,
+    /// The position after the discovery (`None`: the pass is over) and the hashtag marks then.
+    after: Option<Pass>,
+    after_tags: BTreeMap<String, String>,
 }
 
 enum Stage {
@@ -562,7 +582,7 @@ enum Stage {
 impl MastodonSource {
     pub fn new(name: String, cfg: MastodonConfig, ctx: &BuildContext) -> Self {
         let http = HttpClient::new(cfg.http_settings(), &ctx.operator_contact, ctx.hosts.clone()).map_err(|e| e.to_string());
-        MastodonSource { name, cfg, http, seen_this_pass: HashSet::new() }
+        MastodonSource { name, cfg, http, seen_this_pass: HashSet::new(), carry: None }
     }
 
     fn http(&self) -> Result<&HttpClient, SourceError> {
@@ -890,63 +910,110 @@ impl Source for MastodonSource {
         let mut cur = Cursor::parse(cursor)?;
         let waits_before = self.http()?.stats().rate_limit_waits.load(std::sync::atomic::Ordering::Relaxed);
         let mut page = Page::default();
-        let mut stage = match cur.pass.clone() {
-            Some(p) => Stage::At(p),
-            None => {
-                self.seen_this_pass.clear();
-                self.first_stage()
+        let mut batch = match self.carry.take() {
+            // The rest of the accounts the last page's discovery found.
+            Some(c) if cur.pass.is_some() && cur.pass == c.resume.as_ref().map(|r| r.0.clone()) => c,
+            _ => {
+                let mut stage = match cur.pass.clone() {
+                    Some(p) => Stage::At(p),
+                    None => {
+                        self.seen_this_pass.clear();
+                        self.first_stage()
+                    }
+                };
+                // Discover until a request finds accounts, or the pass ends.
+                let mut found = vec![];
+                let mut resume = None;
+                while let Stage::At(pass) = stage {
+                    let tags_before = cur.tags.clone();
+                    let (accounts, next) = self.discover(pass.clone(), &mut cur, &mut page).await?;
+                    stage = next;
+                    if !accounts.is_empty() {
+                        found = accounts;
+                        resume = Some((pass, tags_before));
+                        break;
+                    }
+                }
+                let domain = self.domain();
+                let mut accounts = std::collections::VecDeque::new();
+                for a in found {
+                    if !self.seen_this_pass.insert(a.id.clone()) || a.suspended == Some(true) {
+                        continue;
+                    }
+                    let handle = qualified_handle(&a.acct, &domain);
+                    if let Some(reason) = opt_out_reason(&a, &self.cfg) {
+                        debug!(source = %self.name, account = %handle, reason, "opted out of indexing: skipped");
+                        page.opted_out += 1;
+                        continue;
+                    }
+                    let account = to_account(&a, &self.cfg.instance, &domain);
+                    accounts.push_back((a, account));
+                }
+                let after = match stage {
+                    Stage::At(p) => Some(p),
+                    Stage::Done => None,
+                };
+                Carry { accounts, resume, after, after_tags: cur.tags.clone() }
             }
         };
-        // Discover until a request finds accounts, or the pass ends.
-        let mut found = vec![];
-        while let Stage::At(pass) = stage {
-            let (accounts, next) = self.discover(pass, &mut cur, &mut page).await?;
-            stage = next;
-            if !accounts.is_empty() {
-                found = accounts;
+        // The accounts for this page: as many as keep its posts within MAX_POSTS_PER_PAGE by
+        // their `statuses_count` (at least one), so a page's memory is bounded whatever the
+        // accounts' sizes; the rest make the next pages.
+        let mut to_read = vec![];
+        let mut expected = 0u64;
+        while let Some((a, _)) = batch.accounts.front() {
+            let cap = match cur.accounts.get(&a.id) {
+                None => self.cfg.first_scan_pages as u64 * self.cfg.statuses_per_request as u64,
+                Some(_) => self.cfg.max_new_statuses_per_account as u64,
+            };
+            let estimate = a.statuses_count.unwrap_or(self.cfg.statuses_per_request as u64).min(cap).max(1);
+            if !to_read.is_empty() && expected + estimate > MAX_POSTS_PER_PAGE {
                 break;
             }
-        }
-        let domain = self.domain();
-        let mut to_read = vec![];
-        for a in found {
-            if !self.seen_this_pass.insert(a.id.clone()) || a.suspended == Some(true) {
-                continue;
-            }
-            let handle = qualified_handle(&a.acct, &domain);
-            if let Some(reason) = opt_out_reason(&a, &self.cfg) {
-                debug!(source = %self.name, account = %handle, reason, "opted out of indexing: skipped");
-                page.opted_out += 1;
-                continue;
-            }
-            let account = to_account(&a, &self.cfg.instance, &domain);
+            expected += estimate;
+            let (a, account) = batch.accounts.pop_front().expect("front exists");
             let mark = cur.accounts.get(&a.id).cloned();
             to_read.push((a, account, mark));
         }
         // Accounts are read concurrently, as many at once as requests may be in flight to the
         // instance (the HTTP layer's per-host limit, pacing and 429 waits apply to every
         // request); their results are put on the page in discovery order.
-        let this = &*self;
-        let reads = futures_util::stream::iter(to_read.into_iter().map(|(a, account, mark)| async move {
-            let read = this.read_account(&a, &account.platform_id, mark).await;
-            (a.id, account, read)
-        }))
-        .buffered(self.cfg.max_concurrent_requests.max(1) as usize);
-        futures_util::pin_mut!(reads);
-        while let Some((id, account, read)) = reads.next().await {
-            let read = read?;
-            page.skipped.extend(read.skipped);
-            if let Some(mark) = read.mark {
-                cur.accounts.insert(id, mark);
+        {
+            let this = &*self;
+            let reads = futures_util::stream::iter(to_read.into_iter().map(|(a, account, mark)| async move {
+                let read = this.read_account(&a, &account.platform_id, mark).await;
+                (a.id, account, read)
+            }))
+            .buffered(self.cfg.max_concurrent_requests.max(1) as usize);
+            futures_util::pin_mut!(reads);
+            while let Some((id, account, read)) = reads.next().await {
+                let read = read?;
+                page.skipped.extend(read.skipped);
+                if let Some(mark) = read.mark {
+                    cur.accounts.insert(id, mark);
+                }
+                page.posts.extend(read.posts);
+                page.accounts.push(account);
             }
-            page.posts.extend(read.posts);
-            page.accounts.push(account);
         }
-        match stage {
-            Stage::At(p) => cur.pass = Some(p),
-            Stage::Done => {
-                cur.pass = None;
-                page.done = true;
+        match (batch.accounts.is_empty(), batch.resume.clone()) {
+            // Accounts of this discovery are left: the cursor stays at the discovery (a resumed
+            // scan repeats it and reads the accounts already read forward from their marks,
+            // which finds nothing twice), and this process carries on with the rest.
+            (false, Some((pass, tags))) => {
+                cur.pass = Some(pass);
+                cur.tags = tags;
+                self.carry = Some(batch);
+            }
+            _ => {
+                cur.tags = batch.after_tags;
+                match batch.after {
+                    Some(p) => cur.pass = Some(p),
+                    None => {
+                        cur.pass = None;
+                        page.done = true;
+                    }
+                }
             }
         }
         page.cursor = Some(cur.to_json());
