@@ -206,7 +206,8 @@ impl World {
         let now = Instant::now();
         let mut throttle = self.throttle_until.lock().unwrap();
         if n % THROTTLE_EVERY == 0 && throttle.map_or(true, |(t, _)| t <= now) {
-            *throttle = Some((now + Duration::from_millis(THROTTLE_MS), Utc::now() + chrono::Duration::milliseconds(THROTTLE_MS as i64)));
+            *throttle =
+                Some((now + Duration::from_millis(THROTTLE_MS), Utc::now() + chrono::Duration::milliseconds(THROTTLE_MS as i64)));
         }
         let mut h = HeaderMap::new();
         h.insert("x-ratelimit-limit", HeaderValue::from_static("1000000"));
@@ -262,7 +263,11 @@ async fn statuses(
     let end = id_of("max_id").map_or(all.len(), |hi| all.partition_point(|&n| status_id(n) < hi));
     let window = &all[start.min(end)..end];
     // min_id: the block right above it; otherwise the newest block below max_id.
-    let chosen = if id_of("min_id").is_some() { &window[..limit.min(window.len())] } else { &window[window.len().saturating_sub(limit)..] };
+    let chosen = if id_of("min_id").is_some() {
+        &window[..limit.min(window.len())]
+    } else {
+        &window[window.len().saturating_sub(limit)..]
+    };
     let mut body = String::with_capacity(chosen.len() * 2048 + 2);
     body.push('[');
     for (k, &n) in chosen.iter().rev().enumerate() {
@@ -411,7 +416,11 @@ default = ["psd-triage@example.invalid"]
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let m = measure::run(std::process::Command::new(measure::binary()).arg("--config").arg(&config).arg("scan"));
     if m.exit_code != Some(0) {
-        eprintln!("stdout:\n{}\nstderr:\n{}", m.stdout, m.stderr.chars().rev().take(4000).collect::<String>().chars().rev().collect::<String>());
+        eprintln!(
+            "stdout:\n{}\nstderr:\n{}",
+            m.stdout,
+            m.stderr.chars().rev().take(4000).collect::<String>().chars().rev().collect::<String>()
+        );
     }
     m.assert_success("scan");
     let requests = world.requests.load(Ordering::Relaxed);
@@ -428,7 +437,10 @@ default = ["psd-triage@example.invalid"]
         let (cursor,): (Option<String>,) =
             sqlx::query_as("SELECT cursor FROM source_state WHERE source = 'mastodon-local'").fetch_one(&pool).await.unwrap();
         let (posts_read, hits, errors): (i64, i64, i64) =
-            sqlx::query_as("SELECT posts_read, hits, errors FROM run_sources ORDER BY id DESC LIMIT 1").fetch_one(&pool).await.unwrap();
+            sqlx::query_as("SELECT posts_read, hits, errors FROM run_sources ORDER BY id DESC LIMIT 1")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
         (stored, distinct, cursor, posts_read, hits, errors)
     });
     let stored_set: HashSet<&str> = stored.iter().map(String::as_str).collect();
@@ -447,7 +459,11 @@ default = ["psd-triage@example.invalid"]
 
     let secs = m.wall.as_secs_f64();
     let rss = m.peak_rss_mib();
-    println!("e2e: scan of {POSTS} posts: {secs:.1} s wall ({:.0} posts/s), peak RSS {rss:.1} MiB; load before: {}", POSTS as f64 / secs, load.trim());
+    println!(
+        "e2e: scan of {POSTS} posts: {secs:.1} s wall ({:.0} posts/s), peak RSS {rss:.1} MiB; load before: {}",
+        POSTS as f64 / secs,
+        load.trim()
+    );
     println!(
         "e2e: {requests} requests, {throttled} answered 429 ({:.1}%); run summary: {posts_read} posts read, {hits_reported} hits, {errors} errors",
         throttled as f64 * 100.0 / requests.max(1) as f64
@@ -458,7 +474,8 @@ default = ["psd-triage@example.invalid"]
         expected.len(),
         cursor.pass.is_none()
     );
-    let correct = lost == 0 && extra == 0 && duplicates == 0 && wrong_marks == 0 && cursor.pass.is_none() && posts_read as usize == POSTS;
+    let correct =
+        lost == 0 && extra == 0 && duplicates == 0 && wrong_marks == 0 && cursor.pass.is_none() && posts_read as usize == POSTS;
     let verdict = |ok: bool| if ok { "MET" } else { "MISSED" };
     println!("e2e: goal no loss, no duplicate, all {POSTS} posts read, cursors right: {}", verdict(correct));
     println!("e2e: goal wall <= {GOAL_SECS:.0} s: {secs:.1} s -> {}", verdict(secs <= GOAL_SECS));

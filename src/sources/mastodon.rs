@@ -22,8 +22,8 @@
 use std::collections::{BTreeMap, HashSet};
 
 use async_trait::async_trait;
-use futures_util::StreamExt;
 use chrono::{DateTime, NaiveDate, Utc};
+use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tracing::debug;
 use url::Url;
