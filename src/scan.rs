@@ -6,8 +6,10 @@
 //! page. It knows no platform, rule or SQL detail: those live behind the stage interfaces.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::Utc;
+use futures_util::StreamExt;
 use tracing::{debug, info, warn};
 
 use crate::classify::Classification;
@@ -16,7 +18,9 @@ use crate::identify::{EvidenceSource, IdentityVerdict, PostSignals};
 use crate::model::{Account, Identity, Post};
 use crate::patterns::Detector;
 use crate::sources::{self, Page, Source};
-use crate::store::{AccountUpdate, NewHit, PageCommit, SourceSummary, Store, StoreError, SuppressionSet};
+use crate::store::{
+    AccountUpdate, BatchLimits, BatchWriter, NewHit, PageCommit, SourceSummary, StagedPage, Store, StoreError, SuppressionSet,
+};
 
 /// The outcome of a scan: one summary per enabled source.
 #[derive(Debug, Clone, Default)]
@@ -46,9 +50,18 @@ pub async fn run(
     let run_id = store.begin_run().await?;
     let mut report = ScanReport { run_id, summaries: vec![] };
     let ctx = sources::BuildContext::new(&config.operator_contact);
-    for entry in config.enabled_sources() {
+    // Sources are read concurrently (each behind its own rate limiter), a few at a time; their
+    // summaries are recorded in the configured order.
+    let entries: Vec<&SourceEntry> = config.enabled_sources().collect();
+    let ctx = &ctx;
+    let scans = futures_util::stream::iter(entries.into_iter().map(|entry| async move {
         let mut source = sources::build(entry, &ctx);
-        let summary = scan_source(entry, source.as_mut(), store, detector, progress).await?;
+        scan_source(entry, source.as_mut(), store, detector, progress).await
+    }))
+    .buffered(CONCURRENT_SOURCES);
+    futures_util::pin_mut!(scans);
+    while let Some(summary) = scans.next().await {
+        let summary = summary?;
         store.record_source(run_id, &summary).await?;
         report.summaries.push(summary);
     }
@@ -56,7 +69,20 @@ pub async fn run(
     Ok(report)
 }
 
-/// Read one source from its stored cursor to the end, page by page.
+/// Pages fetched ahead of processing: one (the next page is fetched while this one is
+/// processed), so memory stays bounded by a few pages whatever the volume.
+const FETCH_AHEAD: usize = 1;
+/// Processed pages (their hits and accounts only) waiting for the writer.
+const WRITE_QUEUE: usize = 4;
+
+/// Sources read at once by [`run`].
+const CONCURRENT_SOURCES: usize = 4;
+
+/// Read one source from its stored cursor to the end, page by page, as a pipeline of three
+/// stages run concurrently: the source fetches the next page while the previous one is
+/// identified and classified, and a single writer group-commits processed pages (see
+/// [`BatchWriter`]). Each committed batch carries the cursor after its last page, so a scan
+/// killed at any point loses nothing and re-running it duplicates nothing.
 pub async fn scan_source(
     entry: &SourceEntry,
     source: &mut dyn Source,
@@ -64,40 +90,112 @@ pub async fn scan_source(
     detector: &Detector,
     progress: ProgressFn<'_>,
 ) -> Result<SourceSummary, StoreError> {
+    scan_source_with(entry, source, store, detector, progress, BatchLimits::default()).await
+}
+
+/// [`scan_source`] with the writer's batch limits given.
+pub async fn scan_source_with(
+    entry: &SourceEntry,
+    source: &mut dyn Source,
+    store: &Store,
+    detector: &Detector,
+    progress: ProgressFn<'_>,
+    limits: BatchLimits,
+) -> Result<SourceSummary, StoreError> {
     let name = entry.name.as_str();
-    let mut summary = SourceSummary { source: name.to_string(), ..Default::default() };
-    let mut cursor = store.cursor(name).await?;
-    let mut seen_accounts = std::collections::HashSet::new();
-    loop {
-        let page = match source.next_page(cursor.as_deref()).await {
-            Ok(page) => page,
-            Err(e) => {
-                warn!(source = name, error = %e, "source failed");
-                summary.errors += 1;
-                // A source that gave up because the platform asked for a longer wait than allowed
-                // was throttled too: count the wait it would not make.
-                if is_rate_limited(&e) {
-                    summary.rate_limit_waits += 1;
+    let start_cursor = store.cursor(name).await?;
+    let (page_tx, mut page_rx) = tokio::sync::mpsc::channel::<Page>(FETCH_AHEAD);
+    let (commit_tx, mut commit_rx) = tokio::sync::mpsc::channel::<StagedPage>(WRITE_QUEUE);
+    let hits = AtomicU64::new(0);
+
+    // Stage 1: fetch pages, each from the cursor of the one before, until done or an error.
+    let fetch = async move {
+        let mut cursor = start_cursor;
+        let mut failure = None;
+        loop {
+            match source.next_page(cursor.as_deref()).await {
+                Ok(page) => {
+                    let done = page.done;
+                    if let Some(c) = &page.cursor {
+                        cursor = Some(c.clone());
+                    }
+                    // The receiver is gone only when a later stage failed: stop fetching.
+                    if page_tx.send(page).await.is_err() || done {
+                        break;
+                    }
                 }
-                summary.error = Some(e.to_string());
-                break;
+                Err(e) => {
+                    warn!(source = name, error = %e, "source failed");
+                    failure = Some(e);
+                    break;
+                }
             }
-        };
-        tally_page(name, &page, &mut summary);
-        let done = page.done;
-        let commit = process_page(name, page, store, detector, &mut summary, &mut seen_accounts).await?;
-        let next_cursor = commit.cursor.clone();
-        summary.hits += store.commit_page(commit).await?;
-        if next_cursor.is_some() {
-            cursor = next_cursor;
         }
+        failure
+    };
+
+    // Stage 2: identify and classify, staging each page's results for the writer.
+    let process = async {
+        let mut summary = SourceSummary { source: name.to_string(), ..Default::default() };
+        let mut seen_accounts = std::collections::HashSet::new();
+        while let Some(page) = page_rx.recv().await {
+            tally_page(name, &page, &mut summary);
+            let commit = match process_page(name, page, store, detector, &mut summary, &mut seen_accounts).await {
+                Ok(c) => c,
+                Err(e) => return (summary, Err(e)),
+            };
+            summary.accounts_seen = seen_accounts.len() as u64;
+            if commit_tx.send(store.stage(commit)).await.is_err() {
+                break; // the writer failed; its error is reported
+            }
+            summary.hits = hits.load(Ordering::Relaxed);
+            progress(&summary);
+        }
+        drop(commit_tx);
         summary.accounts_seen = seen_accounts.len() as u64;
-        progress(&summary);
-        if done {
-            break;
+        (summary, Ok(()))
+    };
+
+    // Stage 3: the single writer, committing a batch when it is full or due.
+    let write = async {
+        let mut writer = BatchWriter::new(store.clone(), limits);
+        loop {
+            let next = match writer.deadline() {
+                Some(deadline) => match tokio::time::timeout_at(deadline.into(), commit_rx.recv()).await {
+                    Ok(next) => next,
+                    Err(_) => {
+                        hits.fetch_add(writer.flush().await?, Ordering::Relaxed);
+                        continue;
+                    }
+                },
+                None => commit_rx.recv().await,
+            };
+            match next {
+                Some(page) => {
+                    hits.fetch_add(writer.push(page).await?, Ordering::Relaxed);
+                }
+                None => break,
+            }
         }
+        hits.fetch_add(writer.flush().await?, Ordering::Relaxed);
+        Ok::<(), StoreError>(())
+    };
+
+    let (failure, (mut summary, processed), written) = tokio::join!(fetch, process, write);
+    // A database error stops the scan; what was committed before it stays.
+    written?;
+    processed?;
+    summary.hits = hits.load(Ordering::Relaxed);
+    if let Some(e) = failure {
+        summary.errors += 1;
+        // A source that gave up because the platform asked for a longer wait than allowed was
+        // throttled too: count the wait it would not make.
+        if is_rate_limited(&e) {
+            summary.rate_limit_waits += 1;
+        }
+        summary.error = Some(e.to_string());
     }
-    summary.accounts_seen = seen_accounts.len() as u64;
+    progress(&summary);
     info!(
         source = name,
         accounts = summary.accounts_seen,
@@ -362,6 +460,53 @@ mod tests {
         let other = sources::SourceError::Setup("environment variable X is not set".into());
         let (s, _) = scan_scripted(vec![Err(other)]).await;
         assert_eq!((s.errors, s.rate_limit_waits), (1, 0));
+    }
+
+    #[tokio::test]
+    async fn a_page_is_processed_against_the_accounts_of_pages_not_yet_committed() {
+        // Page 1 carries an officer's profile; page 2 only a post of theirs (as Jetstream sends
+        // them). With one batch for the whole scan, page 2 is processed before page 1 is
+        // committed, and must still know the author is an officer.
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("m.db")).await.unwrap();
+        let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let detector = Detector::load(&repo.join("patterns"), &crate::forces::Forces::embedded()).unwrap();
+        let account = Account {
+            platform: "mastodon".into(),
+            platform_id: "https://social.example/users/pc_sam".into(),
+            handle: "@pc_sam@social.example".into(),
+            display_name: "Sam Jones".into(),
+            bio: "Response officer, Kent Police. Views my own.".into(),
+            profile_url: None,
+        };
+        let post = Post {
+            platform: "mastodon".into(),
+            platform_id: "https://social.example/statuses/1".into(),
+            author_id: account.platform_id.clone(),
+            created_at: Utc::now(),
+            text: "Warrant at 14 Elmtree Close tomorrow 6am, bring the big key.".into(),
+            alt_texts: vec![],
+            lang_hints: vec!["en".into()],
+            url: None,
+        };
+        let page1 = Page { accounts: vec![account], cursor: Some("c1".into()), ..Default::default() };
+        let page2 = Page { posts: vec![post], cursor: Some("c2".into()), done: true, ..Default::default() };
+        let entry = SourceEntry {
+            name: "scripted".into(),
+            enabled: true,
+            kind: crate::config::SourceConfig::Replay(crate::sources::replay::ReplayConfig {
+                dir: dir.path().to_path_buf(),
+                page_size: 1,
+            }),
+        };
+        let mut src = Scripted { pages: vec![Ok(page1), Ok(page2)].into_iter().collect() };
+        let limits = BatchLimits { max_rows: 1_000_000, max_delay: std::time::Duration::from_secs(3600) };
+        let summary = scan_source_with(&entry, &mut src, &store, &detector, &|_| {}, limits).await.unwrap();
+        assert_eq!((summary.identified, summary.hits, summary.posts_read), (1, 1, 1), "{summary:?}");
+        assert_eq!(store.cursor("scripted").await.unwrap().as_deref(), Some("c2"));
+        let hits = store.unsent_hits().await.unwrap();
+        assert_eq!(hits.len(), 1);
+        assert_eq!(hits[0].account_display_name, "Sam Jones");
     }
 
     #[test]

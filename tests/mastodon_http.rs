@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use exposure_monitor::config::SourceConfig;
 use exposure_monitor::sources::http::{HostRegistry, HttpClient, HttpErrorKind, HttpSettings};
-use exposure_monitor::sources::mastodon::{Cursor, MastodonConfig, MastodonSource};
+use exposure_monitor::sources::mastodon::{Cursor, MastodonConfig, MastodonSource, Pass};
 use exposure_monitor::sources::{BuildContext, Page, Source, SourceError};
 use serde_json::{json, Value};
 use url::Url;
@@ -689,4 +689,44 @@ async fn closed_hashtag_feeds_and_directory_are_noted_not_fatal() {
         skipped.len() == 1 && skipped[0].contains("#police not readable") && skipped[0].contains("access token is invalid"),
         "{skipped:?}"
     );
+}
+
+#[tokio::test]
+async fn a_discovery_too_big_for_one_page_is_spread_over_pages_and_resumes_without_a_duplicate() {
+    // Three accounts of ~1,500 statuses each: at most ~2,000 planned posts a page, so one
+    // account a page; the cursor stays at the directory request until its last account is read.
+    let server = MockServer::start().await;
+    let accts: Vec<Value> =
+        (1..=3).map(|i| account_json(&i.to_string(), &format!("u{i}"), "", json!({"statuses_count": 1500}))).collect();
+    Mock::given(path("/api/v1/directory")).and(query_param("offset", "0")).respond_with(list(&accts)).mount(&server).await;
+    for (i, a) in accts.iter().enumerate() {
+        let st = format!("/api/v1/accounts/{}/statuses", i + 1);
+        let id = format!("{}0", i + 1);
+        Mock::given(path(st.as_str()))
+            .and(query_param_is_missing("min_id"))
+            .respond_with(list(&[status_json(&id, a, "<p>hello</p>")]))
+            .mount(&server)
+            .await;
+        Mock::given(path(st.as_str())).and(query_param("min_id", id.as_str())).respond_with(list(&[])).mount(&server).await;
+    }
+    let extra = "directory = true\ndirectory_max_accounts = 3\nfirst_scan_pages = 1000\nstatuses_per_request = 2";
+    let mut src = source(&server, extra);
+    let (pages, cursor) = run(&mut src, None).await;
+    // (The last page is the directory's end: a full answer asks once more.)
+    assert_eq!(pages.iter().map(|p| p.accounts.len()).collect::<Vec<_>>(), [1, 1, 1, 0]);
+    assert_eq!(post_ids(&pages), ["10", "20", "30"]);
+    assert_eq!(requests_to(&server, "/api/v1/directory").await.len(), 1, "one discovery, three pages");
+    let first = Cursor::parse(pages[0].cursor.as_deref()).unwrap();
+    assert_eq!(first.pass, Some(Pass::Directory { offset: 0 }), "still at the discovery");
+    assert_eq!(first.accounts.keys().collect::<Vec<_>>(), ["1"]);
+    assert_eq!(Cursor::parse(cursor.as_deref()).unwrap().pass, None);
+
+    // A scan killed after page 1 resumes from its cursor: it repeats the discovery, finds
+    // nothing new for the account already read, and reads the other two.
+    let mut src = source(&server, extra);
+    let (pages, cursor) = run(&mut src, pages[0].cursor.clone()).await;
+    assert_eq!(post_ids(&pages), ["20", "30"]);
+    let c = Cursor::parse(cursor.as_deref()).unwrap();
+    assert_eq!(c.accounts.keys().collect::<Vec<_>>(), ["1", "2", "3"]);
+    assert_eq!(c.pass, None);
 }

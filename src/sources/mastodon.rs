@@ -23,6 +23,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
+use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tracing::debug;
 use url::Url;
@@ -36,6 +37,11 @@ pub const PLATFORM: &str = "mastodon";
 
 /// Handles looked up for one page.
 const HANDLES_PER_PAGE: usize = 40;
+
+/// Most posts a page is planned to hold (by the accounts' `statuses_count`): the accounts a
+/// discovery request finds are spread over several pages when their posts would not fit, so
+/// that memory is bounded by a page whatever the accounts' sizes.
+const MAX_POSTS_PER_PAGE: u64 = 2_000;
 
 /// `[[sources]]` keys of `kind = "mastodon"`.
 #[derive(Debug, Clone, Deserialize)]
@@ -359,6 +365,11 @@ pub fn link_param(link: &str, rel: &str, param: &str) -> Option<String> {
 
 /// Parse a JSON array item by item: good items, and a message for each bad one.
 pub fn parse_items<T: serde::de::DeserializeOwned>(body: &[u8], location: &str) -> Result<(Vec<T>, Vec<String>), SourceError> {
+    // The usual case, every item good, in one pass; only a body with a bad item is read again
+    // item by item to say which.
+    if let Ok(all) = serde_json::from_slice::<Vec<T>>(body) {
+        return Ok((all, vec![]));
+    }
     let values: Vec<serde_json::Value> = serde_json::from_slice(body)
         .map_err(|e| SourceError::Malformed { location: location.to_string(), message: format!("expected a JSON array: {e}") })?;
     let mut good = vec![];
@@ -546,6 +557,21 @@ pub struct MastodonSource {
     /// Accounts already read in this pass (by this process), so a second discovery of the same
     /// account costs nothing.
     seen_this_pass: HashSet<String>,
+    /// Accounts found by the last discovery request and not read yet (they did not fit on the
+    /// last page).
+    carry: Option<Carry>,
+}
+
+/// What a discovery request found and where the pass goes after it.
+struct Carry {
+    /// Accounts still to read, in discovery order, with the account the pipeline sees.
+    accounts: std::collections::VecDeque<(ApiAccount, Account)>,
+    /// The discovery's position and the hashtag marks before it: where a scan resumes while
+    /// accounts of this discovery are left.
+    resume: Option<(Pass, BTreeMap<String, String>)>,
+    /// The position after the discovery (`None`: the pass is over) and the hashtag marks then.
+    after: Option<Pass>,
+    after_tags: BTreeMap<String, String>,
 }
 
 enum Stage {
@@ -556,7 +582,7 @@ enum Stage {
 impl MastodonSource {
     pub fn new(name: String, cfg: MastodonConfig, ctx: &BuildContext) -> Self {
         let http = HttpClient::new(cfg.http_settings(), &ctx.operator_contact, ctx.hosts.clone()).map_err(|e| e.to_string());
-        MastodonSource { name, cfg, http, seen_this_pass: HashSet::new() }
+        MastodonSource { name, cfg, http, seen_this_pass: HashSet::new(), carry: None }
     }
 
     fn http(&self) -> Result<&HttpClient, SourceError> {
@@ -760,33 +786,30 @@ impl MastodonSource {
         }
     }
 
-    /// Read what is new of one account, and move its mark. Statuses the server will not give
-    /// (404/410/403) or cannot send as JSON are recorded in `page.skipped`, and the mark stays,
-    /// so the next scan tries again.
-    async fn read_account(
-        &self,
-        a: &ApiAccount,
-        author_id: &str,
-        cur: &mut Cursor,
-        page: &mut Page,
-    ) -> Result<Vec<Post>, SourceError> {
+    /// Read what is new of one account, from its mark (`None`: first time seen). Statuses the
+    /// server will not give (404/410/403) or cannot send as JSON are recorded in `skipped`, and
+    /// the mark stays, so the next scan tries again. Statuses are converted to posts as each
+    /// response arrives (the API entities, each with its author, are not kept).
+    async fn read_account(&self, a: &ApiAccount, author_id: &str, mark: Option<Mark>) -> Result<AccountRead, SourceError> {
+        let mut out = AccountRead { posts: vec![], mark: mark.clone(), skipped: vec![] };
         let today = Utc::now().date_naive();
-        let mark = cur.accounts.get(&a.id).cloned();
         if let (Some(m), Some(day)) = (&mark, last_status_day(a)) {
             if day < m.checked.pred_opt().unwrap_or(m.checked) {
                 debug!(source = %self.name, account = %a.acct, "no status since the last check");
-                return Ok(vec![]);
+                return Ok(out);
             }
         }
         if a.statuses_count == Some(0) {
-            cur.accounts.insert(a.id.clone(), Mark { last: mark.and_then(|m| m.last), checked: today });
-            return Ok(vec![]);
+            out.mark = Some(Mark { last: mark.and_then(|m| m.last), checked: today });
+            return Ok(out);
         }
         let http = self.http()?;
+        let instance = &self.cfg.instance;
         let limit = self.cfg.statuses_per_request as usize;
         let path = format!("api/v1/accounts/{}/statuses", urlencode_path(&a.id));
         let base_query = vec![("limit", limit.to_string()), ("exclude_reblogs", "true".to_string())];
-        let mut statuses: Vec<ApiStatus> = vec![];
+        let mut read = 0usize;
+        let mut oldest_read: Option<String> = None;
         let mut newest_seen: Option<String> = mark.as_ref().and_then(|m| m.last.clone());
         let mut requests = 0u32;
         // Forward from the mark with min_id, or back from the newest with max_id the first time.
@@ -803,8 +826,10 @@ impl MastodonSource {
             let resp = match http.get(&url, None).await {
                 Ok(r) => r,
                 Err(e) if matches!(e.status(), Some(403 | 404 | 410)) => {
-                    page.skipped.push(format!("{}: statuses of {} unavailable: {e}", self.name, a.acct));
-                    return Ok(vec![]);
+                    out.skipped.push(format!("{}: statuses of {} unavailable: {e}", self.name, a.acct));
+                    out.posts.clear();
+                    out.mark = mark;
+                    return Ok(out);
                 }
                 Err(e) => return Err(e.into()),
             };
@@ -813,12 +838,14 @@ impl MastodonSource {
             let (items, bad) = match parse_items::<ApiStatus>(&resp.body, &location) {
                 Ok(x) => x,
                 Err(e) => {
-                    page.skipped.push(format!("{}: statuses of {}: {e}", self.name, a.acct));
-                    return Ok(vec![]);
+                    out.skipped.push(format!("{}: statuses of {}: {e}", self.name, a.acct));
+                    out.posts.clear();
+                    out.mark = mark;
+                    return Ok(out);
                 }
             };
-            let count = parse_len(&resp.body);
-            page.skipped.extend(bad);
+            let count = items.len() + bad.len();
+            out.skipped.extend(bad);
             if count == 0 {
                 break;
             }
@@ -829,11 +856,19 @@ impl MastodonSource {
                     newest_seen = Some(n.clone());
                 }
             }
-            statuses.extend(items);
+            let page_oldest = items.iter().map(|s| s.id.as_str()).min_by(|a, b| id_cmp(a, b)).map(str::to_string);
+            if let Some(o) = page_oldest {
+                if oldest_read.as_deref().map_or(true, |p| id_cmp(&o, p).is_lt()) {
+                    oldest_read = Some(o);
+                }
+            }
+            read += items.len();
+            out.posts.extend(items.iter().filter_map(|s| to_post(s, author_id, instance)));
+            drop(items);
             if forward.is_some() {
                 // The next block above: the Link header's prev, else the newest id read.
                 let next = link_param(&link, "prev", "min_id").or(page_newest);
-                if count < limit || statuses.len() >= self.cfg.max_new_statuses_per_account as usize || next == forward {
+                if count < limit || read >= self.cfg.max_new_statuses_per_account as usize || next == forward {
                     break;
                 }
                 forward = next;
@@ -841,14 +876,19 @@ impl MastodonSource {
                 if requests >= self.cfg.first_scan_pages || count < limit {
                     break;
                 }
-                let oldest = statuses.iter().map(|s| s.id.as_str()).min_by(|a, b| id_cmp(a, b)).map(str::to_string);
-                backward = link_param(&link, "next", "max_id").or(oldest);
+                backward = link_param(&link, "next", "max_id").or(oldest_read.clone());
             }
         }
-        cur.accounts.insert(a.id.clone(), Mark { last: newest_seen, checked: today });
-        let instance = &self.cfg.instance;
-        Ok(statuses.iter().filter_map(|s| to_post(s, author_id, instance)).collect())
+        out.mark = Some(Mark { last: newest_seen, checked: today });
+        Ok(out)
     }
+}
+
+/// What reading one account gave: its new posts, its new mark, and records skipped.
+struct AccountRead {
+    posts: Vec<Post>,
+    mark: Option<Mark>,
+    skipped: Vec<String>,
 }
 
 /// Number of items in a JSON array body (0 when it is not one).
@@ -870,44 +910,110 @@ impl Source for MastodonSource {
         let mut cur = Cursor::parse(cursor)?;
         let waits_before = self.http()?.stats().rate_limit_waits.load(std::sync::atomic::Ordering::Relaxed);
         let mut page = Page::default();
-        let mut stage = match cur.pass.clone() {
-            Some(p) => Stage::At(p),
-            None => {
-                self.seen_this_pass.clear();
-                self.first_stage()
+        let mut batch = match self.carry.take() {
+            // The rest of the accounts the last page's discovery found.
+            Some(c) if cur.pass.is_some() && cur.pass == c.resume.as_ref().map(|r| r.0.clone()) => c,
+            _ => {
+                let mut stage = match cur.pass.clone() {
+                    Some(p) => Stage::At(p),
+                    None => {
+                        self.seen_this_pass.clear();
+                        self.first_stage()
+                    }
+                };
+                // Discover until a request finds accounts, or the pass ends.
+                let mut found = vec![];
+                let mut resume = None;
+                while let Stage::At(pass) = stage {
+                    let tags_before = cur.tags.clone();
+                    let (accounts, next) = self.discover(pass.clone(), &mut cur, &mut page).await?;
+                    stage = next;
+                    if !accounts.is_empty() {
+                        found = accounts;
+                        resume = Some((pass, tags_before));
+                        break;
+                    }
+                }
+                let domain = self.domain();
+                let mut accounts = std::collections::VecDeque::new();
+                for a in found {
+                    if !self.seen_this_pass.insert(a.id.clone()) || a.suspended == Some(true) {
+                        continue;
+                    }
+                    let handle = qualified_handle(&a.acct, &domain);
+                    if let Some(reason) = opt_out_reason(&a, &self.cfg) {
+                        debug!(source = %self.name, account = %handle, reason, "opted out of indexing: skipped");
+                        page.opted_out += 1;
+                        continue;
+                    }
+                    let account = to_account(&a, &self.cfg.instance, &domain);
+                    accounts.push_back((a, account));
+                }
+                let after = match stage {
+                    Stage::At(p) => Some(p),
+                    Stage::Done => None,
+                };
+                Carry { accounts, resume, after, after_tags: cur.tags.clone() }
             }
         };
-        // Discover until a request finds accounts, or the pass ends.
-        let mut found = vec![];
-        while let Stage::At(pass) = stage {
-            let (accounts, next) = self.discover(pass, &mut cur, &mut page).await?;
-            stage = next;
-            if !accounts.is_empty() {
-                found = accounts;
+        // The accounts for this page: as many as keep its posts within MAX_POSTS_PER_PAGE by
+        // their `statuses_count` (at least one), so a page's memory is bounded whatever the
+        // accounts' sizes; the rest make the next pages.
+        let mut to_read = vec![];
+        let mut expected = 0u64;
+        while let Some((a, _)) = batch.accounts.front() {
+            let cap = match cur.accounts.get(&a.id) {
+                None => self.cfg.first_scan_pages as u64 * self.cfg.statuses_per_request as u64,
+                Some(_) => self.cfg.max_new_statuses_per_account as u64,
+            };
+            let estimate = a.statuses_count.unwrap_or(self.cfg.statuses_per_request as u64).min(cap).max(1);
+            if !to_read.is_empty() && expected + estimate > MAX_POSTS_PER_PAGE {
                 break;
             }
+            expected += estimate;
+            let (a, account) = batch.accounts.pop_front().expect("front exists");
+            let mark = cur.accounts.get(&a.id).cloned();
+            to_read.push((a, account, mark));
         }
-        let domain = self.domain();
-        for a in found {
-            if !self.seen_this_pass.insert(a.id.clone()) || a.suspended == Some(true) {
-                continue;
+        // Accounts are read concurrently, as many at once as requests may be in flight to the
+        // instance (the HTTP layer's per-host limit, pacing and 429 waits apply to every
+        // request); their results are put on the page in discovery order.
+        {
+            let this = &*self;
+            let reads = futures_util::stream::iter(to_read.into_iter().map(|(a, account, mark)| async move {
+                let read = this.read_account(&a, &account.platform_id, mark).await;
+                (a.id, account, read)
+            }))
+            .buffered(self.cfg.max_concurrent_requests.max(1) as usize);
+            futures_util::pin_mut!(reads);
+            while let Some((id, account, read)) = reads.next().await {
+                let read = read?;
+                page.skipped.extend(read.skipped);
+                if let Some(mark) = read.mark {
+                    cur.accounts.insert(id, mark);
+                }
+                page.posts.extend(read.posts);
+                page.accounts.push(account);
             }
-            let handle = qualified_handle(&a.acct, &domain);
-            if let Some(reason) = opt_out_reason(&a, &self.cfg) {
-                debug!(source = %self.name, account = %handle, reason, "opted out of indexing: skipped");
-                page.opted_out += 1;
-                continue;
-            }
-            let account = to_account(&a, &self.cfg.instance, &domain);
-            let posts = self.read_account(&a, &account.platform_id, &mut cur, &mut page).await?;
-            page.posts.extend(posts);
-            page.accounts.push(account);
         }
-        match stage {
-            Stage::At(p) => cur.pass = Some(p),
-            Stage::Done => {
-                cur.pass = None;
-                page.done = true;
+        match (batch.accounts.is_empty(), batch.resume.clone()) {
+            // Accounts of this discovery are left: the cursor stays at the discovery (a resumed
+            // scan repeats it and reads the accounts already read forward from their marks,
+            // which finds nothing twice), and this process carries on with the rest.
+            (false, Some((pass, tags))) => {
+                cur.pass = Some(pass);
+                cur.tags = tags;
+                self.carry = Some(batch);
+            }
+            _ => {
+                cur.tags = batch.after_tags;
+                match batch.after {
+                    Some(p) => cur.pass = Some(p),
+                    None => {
+                        cur.pass = None;
+                        page.done = true;
+                    }
+                }
             }
         }
         page.cursor = Some(cur.to_json());

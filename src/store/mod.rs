@@ -569,11 +569,119 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(p)
 }
 
+/// Account rows in one multi-row upsert (11 parameters each).
+const ACCOUNTS_PER_STATEMENT: usize = 64;
+/// Page cache of the connection that commits scan pages: 32 MiB (negative: KiB, as SQLite
+/// takes it), within the program's 128 MB budget.
+const WRITER_CACHE_SIZE: &str = "-32768";
+/// Hit rows in one multi-row insert (16 parameters each; SQLite allows 32,766 per statement).
+const HITS_PER_STATEMENT: usize = 64;
+
+/// Account records of staged, not yet committed pages, by (platform, platform id), with the
+/// sequence number of the page that staged them.
+#[derive(Default)]
+struct Staged {
+    seq: u64,
+    accounts: std::collections::HashMap<(String, String), (u64, AccountUpdate)>,
+}
+
+/// A page handed to the write path and not yet committed (see [`Store::stage`]).
+#[derive(Debug)]
+pub struct StagedPage {
+    seq: u64,
+    page: PageCommit,
+}
+
+impl StagedPage {
+    /// Rows the page writes: its accounts, hits and cursor.
+    pub fn rows(&self) -> usize {
+        self.page.accounts.len() + self.page.hits.len() + usize::from(self.page.cursor.is_some())
+    }
+}
+
+/// When a [`BatchWriter`] commits what it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchLimits {
+    /// Commit once this many rows are waiting.
+    pub max_rows: usize,
+    /// Commit once the oldest waiting page has waited this long.
+    pub max_delay: Duration,
+}
+
+impl Default for BatchLimits {
+    fn default() -> Self {
+        BatchLimits { max_rows: 5_000, max_delay: Duration::from_millis(250) }
+    }
+}
+
+/// The batched writer: group commit of several pages per transaction, bounded by rows and by
+/// time. Pages are committed in the order they were pushed, each batch in one transaction with
+/// the cursors after its last page, so a crash loses at most the batch not yet committed — and,
+/// as its cursors were not committed either, a rescan fetches exactly those pages again (no loss,
+/// no duplicate). Memory is bounded by [`BatchLimits::max_rows`] rows plus one page.
+pub struct BatchWriter {
+    store: Store,
+    limits: BatchLimits,
+    pending: Vec<StagedPage>,
+    rows: usize,
+    oldest: Option<std::time::Instant>,
+}
+
+impl BatchWriter {
+    pub fn new(store: Store, limits: BatchLimits) -> BatchWriter {
+        BatchWriter { store, limits, pending: vec![], rows: 0, oldest: None }
+    }
+
+    /// Add a staged page; commits the batch when it is full or its oldest page is due. Returns
+    /// the hits newly stored by that commit (0 when nothing was committed).
+    pub async fn push(&mut self, page: StagedPage) -> Result<u64> {
+        self.rows += page.rows();
+        self.pending.push(page);
+        self.oldest.get_or_insert_with(std::time::Instant::now);
+        if self.rows >= self.limits.max_rows || self.due() {
+            return self.flush().await;
+        }
+        Ok(0)
+    }
+
+    /// Stage `page` on the store and add it (see [`BatchWriter::push`]).
+    pub async fn push_page(&mut self, page: PageCommit) -> Result<u64> {
+        let staged = self.store.stage(page);
+        self.push(staged).await
+    }
+
+    /// When the waiting batch must be committed (`None`: nothing waits).
+    pub fn deadline(&self) -> Option<std::time::Instant> {
+        self.oldest.map(|t| t + self.limits.max_delay)
+    }
+
+    fn due(&self) -> bool {
+        self.deadline().is_some_and(|d| std::time::Instant::now() >= d)
+    }
+
+    /// Pages waiting for commit.
+    pub fn waiting(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Commit everything waiting, in one transaction. Returns the hits newly stored.
+    pub async fn flush(&mut self) -> Result<u64> {
+        let pages = std::mem::take(&mut self.pending);
+        self.rows = 0;
+        self.oldest = None;
+        self.store.commit_staged(&pages).await
+    }
+}
+
 /// Handle to the database.
 #[derive(Clone)]
 pub struct Store {
     pool: SqlitePool,
+    /// The connection scan pages are committed through (see [`Store::commit_staged`]).
+    writer: SqlitePool,
     path: PathBuf,
+    /// Account records of pages staged for commit and not yet committed (see [`Store::stage`]).
+    staged: std::sync::Arc<std::sync::Mutex<Staged>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -595,9 +703,17 @@ impl Store {
             .busy_timeout(Duration::from_secs(30))
             // FULL: a digest marked sent stays marked even through a power cut.
             .synchronous(SqliteSynchronous::Full);
-        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await.map_err(open_err)?;
+        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options.clone()).await.map_err(open_err)?;
         sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(Store { pool, path: path.to_path_buf() })
+        // Scan pages are written through one connection of their own with a larger page cache:
+        // a batch touches index pages all over the hit indexes, and with SQLite's default 2 MiB
+        // cache they are spilled and re-read again and again once the database outgrows it.
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.pragma("cache_size", WRITER_CACHE_SIZE))
+            .await
+            .map_err(open_err)?;
+        Ok(Store { pool, writer, path: path.to_path_buf(), staged: Default::default() })
     }
 
     /// The database file.
@@ -607,6 +723,7 @@ impl Store {
 
     /// Close every connection (checkpointing the WAL when this was the last one).
     pub async fn close(&self) {
+        self.writer.close().await;
         self.pool.close().await;
     }
 
@@ -618,6 +735,9 @@ impl Store {
 
     /// Accumulated post signals for accounts of a source, by platform id.
     pub async fn post_signals(&self, platform: &str, platform_id: &str) -> Result<Option<PostSignals>> {
+        if let Some(u) = self.staged_account(platform, platform_id) {
+            return Ok(Some(u.post_signals));
+        }
         let row: Option<(String,)> = sqlx::query_as("SELECT post_signals FROM accounts WHERE platform = ? AND platform_id = ?")
             .bind(platform)
             .bind(platform_id)
@@ -633,6 +753,11 @@ impl Store {
     /// verdict last reached with its profile, and its accumulated post signals. For sources
     /// that deliver posts without their author's profile (Jetstream).
     pub async fn stored_account(&self, platform: &str, platform_id: &str) -> Result<Option<StoredAccount>> {
+        if let Some(u) = self.staged_account(platform, platform_id) {
+            // As the database would give it back: no bio.
+            let account = Account { bio: String::new(), ..u.account };
+            return Ok(Some(StoredAccount { account, verdict: u.verdict, post_signals: u.post_signals }));
+        }
         let row: Option<(String, String, Option<String>, String, String)> = sqlx::query_as(
             "SELECT handle, display_name, profile_url, verdict, post_signals FROM accounts WHERE platform = ? AND platform_id = ?",
         )
@@ -658,9 +783,66 @@ impl Store {
 
     /// Commit one page atomically; returns how many hits were new (duplicates are ignored).
     pub async fn commit_page(&self, page: PageCommit) -> Result<u64> {
+        let staged = self.stage(page);
+        self.commit_staged(std::slice::from_ref(&staged)).await
+    }
+
+    /// Hand a page to the write path before it is committed: from now on [`Store::post_signals`]
+    /// and [`Store::stored_account`] answer with the page's account records, so the next page can
+    /// be processed while this one waits in a [`BatchWriter`]. Commit it with
+    /// [`Store::commit_staged`] (or a [`BatchWriter`]); either way the staged records are dropped
+    /// when the commit ends, committed or not.
+    pub fn stage(&self, page: PageCommit) -> StagedPage {
+        let mut staged = self.staged.lock().unwrap_or_else(|e| e.into_inner());
+        staged.seq += 1;
+        let seq = staged.seq;
+        for u in &page.accounts {
+            let key = (u.account.platform.clone(), u.account.platform_id.clone());
+            staged.accounts.insert(key, (seq, u.clone()));
+        }
+        StagedPage { seq, page }
+    }
+
+    fn staged_account(&self, platform: &str, platform_id: &str) -> Option<AccountUpdate> {
+        let staged = self.staged.lock().unwrap_or_else(|e| e.into_inner());
+        if staged.accounts.is_empty() {
+            return None;
+        }
+        staged.accounts.get(&(platform.to_string(), platform_id.to_string())).map(|(_, u)| u.clone())
+    }
+
+    /// Forget the staged records of `pages` (after their commit, or its failure), unless a later
+    /// page staged the same account since.
+    fn unstage(&self, pages: &[StagedPage]) {
+        let seqs: std::collections::HashSet<u64> = pages.iter().map(|p| p.seq).collect();
+        let mut staged = self.staged.lock().unwrap_or_else(|e| e.into_inner());
+        for p in pages {
+            for u in &p.page.accounts {
+                let key = (u.account.platform.clone(), u.account.platform_id.clone());
+                if staged.accounts.get(&key).is_some_and(|(seq, _)| seqs.contains(seq)) {
+                    staged.accounts.remove(&key);
+                }
+            }
+        }
+    }
+
+    /// Commit several staged pages in ONE transaction (group commit): their accounts, hits and
+    /// each source's cursor after the last of them. Returns how many hits were new. All or
+    /// nothing: a crash or an error leaves the database as it was before the first of them, with
+    /// the cursors before them too, so a rescan fetches exactly these pages again.
+    pub async fn commit_staged(&self, pages: &[StagedPage]) -> Result<u64> {
+        let result = self.write_pages(pages).await;
+        self.unstage(pages);
+        result
+    }
+
+    async fn write_pages(&self, pages: &[StagedPage]) -> Result<u64> {
+        if pages.is_empty() {
+            return Ok(0);
+        }
         let now = ts(Utc::now());
         // Serialise everything before the transaction starts, so nothing can fail half-way for
-        // a reason other than the database itself (which rolls the whole page back).
+        // a reason other than the database itself (which rolls the whole batch back).
         struct AccountRow<'a> {
             a: &'a Account,
             identity: &'static str,
@@ -668,10 +850,19 @@ impl Store {
             verdict: String,
             signals: String,
         }
-        let accounts = page
-            .accounts
+        // The last record of each account in the batch is the one that stands.
+        let mut latest: std::collections::HashMap<(&str, &str), &AccountUpdate> = std::collections::HashMap::new();
+        let mut order: Vec<(&str, &str)> = vec![];
+        for u in pages.iter().flat_map(|p| &p.page.accounts) {
+            let key = (u.account.platform.as_str(), u.account.platform_id.as_str());
+            if latest.insert(key, u).is_none() {
+                order.push(key);
+            }
+        }
+        let accounts = order
             .iter()
-            .map(|u| {
+            .map(|key| {
+                let u = latest[key];
                 Ok(AccountRow {
                     a: &u.account,
                     identity: u.verdict.identity.as_str(),
@@ -689,9 +880,9 @@ impl Store {
             classification: String,
             identity: String,
         }
-        let hits = page
-            .hits
+        let hits = pages
             .iter()
+            .flat_map(|p| &p.page.hits)
             .map(|h| {
                 let cats: Vec<&str> = h.classification.categories.iter().map(|c| c.as_str()).collect();
                 Ok(HitRow {
@@ -704,67 +895,83 @@ impl Store {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
+        // Each source's cursor after the last page of the batch that moves it.
+        let mut cursors: Vec<(&str, &str)> = vec![];
+        for p in pages {
+            if let Some(c) = &p.page.cursor {
+                match cursors.iter_mut().find(|(s, _)| *s == p.page.source) {
+                    Some(entry) => entry.1 = c,
+                    None => cursors.push((&p.page.source, c)),
+                }
+            }
+        }
 
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        for r in &accounts {
-            sqlx::query(
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        // Multi-row statements of a fixed size (prepared once per connection and reused); the
+        // last, shorter chunk of a batch has its own.
+        for chunk in accounts.chunks(ACCOUNTS_PER_STATEMENT) {
+            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
                 "INSERT INTO accounts (platform, platform_id, handle, display_name, profile_url, identity, force, \
-                 verdict, post_signals, first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-                 ON CONFLICT (platform, platform_id) DO UPDATE SET handle = excluded.handle, \
+                 verdict, post_signals, first_seen, last_seen) ",
+            );
+            q.push_values(chunk, |mut b, r| {
+                b.push_bind(&r.a.platform)
+                    .push_bind(&r.a.platform_id)
+                    .push_bind(&r.a.handle)
+                    .push_bind(&r.a.display_name)
+                    .push_bind(&r.a.profile_url)
+                    .push_bind(r.identity)
+                    .push_bind(r.force)
+                    .push_bind(&r.verdict)
+                    .push_bind(&r.signals)
+                    .push_bind(&now)
+                    .push_bind(&now);
+            });
+            q.push(
+                " ON CONFLICT (platform, platform_id) DO UPDATE SET handle = excluded.handle, \
                  display_name = excluded.display_name, profile_url = excluded.profile_url, \
                  identity = excluded.identity, force = excluded.force, verdict = excluded.verdict, \
                  post_signals = excluded.post_signals, last_seen = excluded.last_seen",
-            )
-            .bind(&r.a.platform)
-            .bind(&r.a.platform_id)
-            .bind(&r.a.handle)
-            .bind(&r.a.display_name)
-            .bind(&r.a.profile_url)
-            .bind(r.identity)
-            .bind(r.force)
-            .bind(&r.verdict)
-            .bind(&r.signals)
-            .bind(&now)
-            .bind(&now)
-            .execute(&mut *tx)
-            .await?;
+            );
+            q.build().execute(&mut *tx).await?;
         }
         let mut new_hits = 0u64;
-        for r in &hits {
-            let h = r.h;
-            let done = sqlx::query(
+        for chunk in hits.chunks(HITS_PER_STATEMENT) {
+            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
                 "INSERT INTO hits (source, platform, post_platform_id, account_platform_id, account_handle, \
                  account_display_name, profile_url, force, post_url, post_created_at, retrieved_at, text, \
-                 categories, severity, classification, identity) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-                 ON CONFLICT (platform, post_platform_id, account_platform_id) DO NOTHING",
-            )
-            .bind(&h.source)
-            .bind(&h.post.platform)
-            .bind(&h.post.platform_id)
-            .bind(&h.account.platform_id)
-            .bind(&h.account.handle)
-            .bind(&h.account.display_name)
-            .bind(&h.account.profile_url)
-            .bind(&h.verdict.force)
-            .bind(&h.post.url)
-            .bind(ts(h.post.created_at))
-            .bind(ts(h.retrieved_at))
-            .bind(&r.text)
-            .bind(&r.categories)
-            .bind(r.severity)
-            .bind(&r.classification)
-            .bind(&r.identity)
-            .execute(&mut *tx)
-            .await?;
-            new_hits += done.rows_affected();
+                 categories, severity, classification, identity) ",
+            );
+            q.push_values(chunk, |mut b, r| {
+                let h = r.h;
+                b.push_bind(&h.source)
+                    .push_bind(&h.post.platform)
+                    .push_bind(&h.post.platform_id)
+                    .push_bind(&h.account.platform_id)
+                    .push_bind(&h.account.handle)
+                    .push_bind(&h.account.display_name)
+                    .push_bind(&h.account.profile_url)
+                    .push_bind(&h.verdict.force)
+                    .push_bind(&h.post.url)
+                    .push_bind(ts(h.post.created_at))
+                    .push_bind(ts(h.retrieved_at))
+                    .push_bind(&r.text)
+                    .push_bind(&r.categories)
+                    .push_bind(r.severity)
+                    .push_bind(&r.classification)
+                    .push_bind(&r.identity);
+            });
+            // A hit already stored (a re-read post, or the same post twice in one batch) is not
+            // stored again.
+            q.push(" ON CONFLICT (platform, post_platform_id, account_platform_id) DO NOTHING");
+            new_hits += q.build().execute(&mut *tx).await?.rows_affected();
         }
-        if let Some(cursor) = &page.cursor {
+        for (source, cursor) in cursors {
             sqlx::query(
                 "INSERT INTO source_state (source, cursor, cursor_at) VALUES (?, ?, ?) \
                  ON CONFLICT (source) DO UPDATE SET cursor = excluded.cursor, cursor_at = excluded.cursor_at",
             )
-            .bind(&page.source)
+            .bind(source)
             .bind(cursor)
             .bind(&now)
             .execute(&mut *tx)

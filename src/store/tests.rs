@@ -925,3 +925,144 @@ async fn a_version_2_database_gains_the_new_columns_and_keeps_its_runs() {
     assert_eq!((s.source.as_str(), s.posts_read, s.hits, s.suppressed), ("old", 9, 2, 1));
     assert_eq!((s.rate_limit_waits, s.opted_out), (0, 0));
 }
+
+// ---------------------------------------------------------------------------------------------
+// The batched writer
+
+fn hits_for(posts: std::ops::Range<usize>, author: &str) -> Vec<NewHit> {
+    posts.map(|i| hit(HitSpec { post: &format!("q{i}"), author, ..HitSpec::default() })).collect()
+}
+
+async fn stored_posts(store: &Store) -> Vec<String> {
+    let rows: Vec<(String,)> =
+        sqlx::query_as("SELECT post_platform_id FROM hits ORDER BY post_platform_id").fetch_all(&store.pool).await.unwrap();
+    rows.into_iter().map(|r| r.0).collect()
+}
+
+#[tokio::test]
+async fn batched_writer_commits_several_pages_in_one_transaction_with_the_last_cursor() {
+    let db = db().await;
+    let limits = BatchLimits { max_rows: 10_000, max_delay: Duration::from_secs(3600) };
+    let mut w = BatchWriter::new(db.store.clone(), limits);
+    assert_eq!(w.push_page(page(hits_for(0..3, "a1"), Some("c1"))).await.unwrap(), 0);
+    assert_eq!(w.push_page(page(vec![], None)).await.unwrap(), 0);
+    assert_eq!(w.push_page(page(hits_for(3..5, "a2"), Some("c3"))).await.unwrap(), 0);
+    assert_eq!(w.waiting(), 3);
+    // Nothing is in the database yet, but the staged accounts already answer reads (the next
+    // page is processed against them).
+    assert_eq!(hit_count(&db.store).await, 0);
+    assert_eq!(db.store.cursor("demo").await.unwrap(), None);
+    let staged = db.store.stored_account("mastodon", "a2").await.unwrap().expect("staged account");
+    assert!(staged.account.bio.is_empty(), "the bio is never handed back");
+    assert_eq!(db.store.post_signals("mastodon", "a1").await.unwrap().unwrap().evidence.len(), 1);
+    assert_eq!(w.flush().await.unwrap(), 5);
+    assert_eq!(w.waiting(), 0);
+    assert_eq!(hit_count(&db.store).await, 5);
+    assert_eq!(db.store.cursor("demo").await.unwrap().as_deref(), Some("c3"));
+    assert!(db.store.staged.lock().unwrap().accounts.is_empty(), "committed records are unstaged");
+    // The same reads now come from the database.
+    assert!(db.store.stored_account("mastodon", "a2").await.unwrap().is_some());
+    assert_eq!(w.flush().await.unwrap(), 0, "an empty flush writes nothing");
+}
+
+#[tokio::test]
+async fn batched_writer_commits_when_full_or_due() {
+    let db = db().await;
+    // Each page: 1 account, 2 hits, 1 cursor = 4 rows.
+    let mut w = BatchWriter::new(db.store.clone(), BatchLimits { max_rows: 8, max_delay: Duration::from_secs(3600) });
+    assert_eq!(w.push_page(page(hits_for(0..2, "a1"), Some("c1"))).await.unwrap(), 0);
+    assert_eq!(w.push_page(page(hits_for(2..4, "a1"), Some("c2"))).await.unwrap(), 4, "full at 8 rows");
+    assert_eq!(db.store.cursor("demo").await.unwrap().as_deref(), Some("c2"));
+    let mut w = BatchWriter::new(db.store.clone(), BatchLimits { max_rows: 10_000, max_delay: Duration::from_millis(30) });
+    assert_eq!(w.deadline(), None);
+    assert_eq!(w.push_page(page(hits_for(4..5, "a1"), Some("c3"))).await.unwrap(), 0);
+    assert!(w.deadline().is_some());
+    tokio::time::sleep(Duration::from_millis(40)).await;
+    assert_eq!(w.push_page(page(hits_for(5..6, "a1"), Some("c4"))).await.unwrap(), 2, "the oldest page was due");
+    assert_eq!(hit_count(&db.store).await, 6);
+}
+
+#[tokio::test]
+async fn batched_writer_stores_a_hit_once_within_a_batch_and_across_batches() {
+    let db = db().await;
+    let mut w = BatchWriter::new(db.store.clone(), BatchLimits { max_rows: 10_000, max_delay: Duration::from_secs(3600) });
+    w.push_page(page(hits_for(0..3, "a1"), Some("c1"))).await.unwrap();
+    // The same posts again in the same batch (a re-read page), and one new.
+    w.push_page(page(hits_for(1..4, "a1"), Some("c2"))).await.unwrap();
+    assert_eq!(w.flush().await.unwrap(), 4);
+    w.push_page(page(hits_for(2..6, "a1"), Some("c3"))).await.unwrap();
+    assert_eq!(w.flush().await.unwrap(), 2);
+    assert_eq!(stored_posts(&db.store).await, ["q0", "q1", "q2", "q3", "q4", "q5"]);
+    // The same post by another account is another hit (as with one page at a time).
+    assert_eq!(db.store.commit_page(page(hits_for(0..1, "a2"), None)).await.unwrap(), 1);
+    // Many rows: more than one multi-row statement per batch.
+    w.push_page(page(hits_for(100..400, "a3"), Some("c4"))).await.unwrap();
+    w.push_page(page(hits_for(300..500, "a3"), Some("c5"))).await.unwrap();
+    assert_eq!(w.flush().await.unwrap(), 400);
+    assert_eq!(hit_count(&db.store).await, 7 + 400);
+}
+
+#[tokio::test]
+async fn a_crash_before_a_batch_commits_loses_it_whole_and_a_rescan_restores_it_exactly() {
+    // Pages q0..q9 with cursor "c{n}" after page n; pages are re-fetched from the stored cursor.
+    fn source_page(n: usize) -> PageCommit {
+        page(hits_for(n * 3..n * 3 + 3, if n % 2 == 0 { "a1" } else { "a2" }), Some(&format!("c{n}")))
+    }
+    fn next_after(cursor: Option<&str>) -> usize {
+        cursor.map_or(0, |c| c[1..].parse::<usize>().unwrap() + 1)
+    }
+    let db = db().await;
+    let limits = BatchLimits { max_rows: 10_000, max_delay: Duration::from_secs(3600) };
+    {
+        let mut w = BatchWriter::new(db.store.clone(), limits);
+        for n in 0..4 {
+            w.push_page(source_page(n)).await.unwrap();
+        }
+        assert_eq!(w.flush().await.unwrap(), 12);
+        for n in 4..7 {
+            w.push_page(source_page(n)).await.unwrap();
+        }
+        // The process dies here: the second batch was never committed.
+        drop(w);
+        db.store.close().await;
+    }
+    let store = Store::open(&db.path).await.unwrap();
+    let cursor = store.cursor("demo").await.unwrap();
+    assert_eq!(cursor.as_deref(), Some("c3"), "the cursor of the last committed batch");
+    assert_eq!(hit_count(&store).await, 12);
+    // The rescan starts right after it and stores pages 4..9: nothing lost, nothing twice.
+    let mut w = BatchWriter::new(store.clone(), BatchLimits { max_rows: 7, max_delay: Duration::from_secs(3600) });
+    let mut new = 0;
+    for n in next_after(cursor.as_deref())..10 {
+        new += w.push_page(source_page(n)).await.unwrap();
+    }
+    new += w.flush().await.unwrap();
+    assert_eq!(new, 18);
+    let want: Vec<String> = {
+        let mut v: Vec<String> = (0..30).map(|i| format!("q{i}")).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(stored_posts(&store).await, want);
+    assert_eq!(store.cursor("demo").await.unwrap().as_deref(), Some("c9"));
+}
+
+#[tokio::test]
+async fn a_failed_batch_leaves_nothing_written_and_nothing_staged() {
+    let db = db().await;
+    sqlx::query(
+        "CREATE TRIGGER inject BEFORE INSERT ON hits WHEN NEW.post_platform_id = 'boom' \
+         BEGIN SELECT RAISE(ABORT, 'injected failure'); END",
+    )
+    .execute(&db.store.pool)
+    .await
+    .unwrap();
+    let mut w = BatchWriter::new(db.store.clone(), BatchLimits { max_rows: 10_000, max_delay: Duration::from_secs(3600) });
+    w.push_page(page(hits_for(0..2, "a1"), Some("c1"))).await.unwrap();
+    w.push_page(page(vec![hit(HitSpec { post: "boom", author: "a2", ..HitSpec::default() })], Some("c2"))).await.unwrap();
+    let err = w.flush().await.unwrap_err();
+    assert!(err.to_string().contains("injected failure"), "{err}");
+    assert_eq!(hit_count(&db.store).await, 0);
+    assert_eq!(db.store.cursor("demo").await.unwrap(), None);
+    assert_eq!(db.store.post_signals("mastodon", "a1").await.unwrap(), None, "nothing staged stays readable");
+}

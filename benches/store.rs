@@ -1,0 +1,147 @@
+//! Store write speed: hit rows per second through the batched writer into a real SQLite file.
+//!
+//!     cargo bench --bench store
+//!
+//! Goal (issue 6): >= 200,000 hit rows/s. The rows are realistic: officers' posts from the
+//! synthetic stream (benches/support/stream.rs) classified by the full rule set, each with its
+//! evidence text, findings, categories, identity verdict and account, paged 40 posts a page as a
+//! source delivers them, with the account records and the cursor of every page. Setting the rows
+//! up (generating and classifying posts) is not timed; serialising them and writing them is.
+//! The database is a fresh file on disk in WAL mode with `synchronous = FULL`, as `scan` uses it.
+
+#[path = "support/stream.rs"]
+mod stream;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use exposure_monitor::forces::Forces;
+use exposure_monitor::identify::PostSignals;
+use exposure_monitor::model::Identity;
+use exposure_monitor::patterns::Detector;
+use exposure_monitor::store::{AccountUpdate, BatchLimits, BatchWriter, NewHit, PageCommit, Store};
+use stream::{Stream, StreamSpec};
+
+/// Hit rows written in the timed run (`STORE_BENCH_ROWS` sets fewer, e.g. for a profile).
+const ROWS: usize = 300_000;
+/// Hits per page (a Mastodon page of 40 statuses all from officers: the worst case for the writer).
+const PER_PAGE: usize = 40;
+const GOAL_ROWS_PER_SEC: f64 = 200_000.0;
+
+/// CPU seconds (user + system, all threads) this process has used so far.
+fn cpu_secs() -> f64 {
+    // SAFETY: `rusage` is plain data the kernel fills in.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+    t(u.ru_utime) + t(u.ru_stime)
+}
+
+fn main() {
+    let rows_wanted: usize = std::env::var("STORE_BENCH_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(ROWS);
+    let only_batched = std::env::var_os("STORE_BENCH_ROWS").is_some();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let detector = Detector::load(&repo.join("patterns"), &Forces::embedded()).expect("load patterns/");
+    let mut stream = Stream::new(StreamSpec { platform: "mastodon", ..StreamSpec::default() });
+    let verdicts: Vec<_> = stream
+        .accounts
+        .iter()
+        .map(|a| if a.police { Some(detector.identifier.identify(&a.account, &PostSignals::default())) } else { None })
+        .collect();
+
+    // A pool of real hits: officers' posts the classifier flags.
+    let setup = Instant::now();
+    let mut pool: Vec<NewHit> = vec![];
+    while pool.len() < 2_000.min(rows_wanted / 10).max(10) {
+        let sp = stream.next_post();
+        let Some(verdict) = &verdicts[sp.author] else { continue };
+        if verdict.identity != Identity::Serving {
+            continue;
+        }
+        let classification = detector.classifier.classify(&sp.post);
+        if !classification.is_hit_content() {
+            continue;
+        }
+        pool.push(NewHit {
+            source: "bench".into(),
+            account: stream.accounts[sp.author].account.clone(),
+            verdict: verdict.clone(),
+            post: sp.post,
+            classification,
+            retrieved_at: Utc::now(),
+        });
+    }
+    // ROWS distinct hits (each a distinct post id), paged with their accounts and a cursor.
+    let mut pages: Vec<PageCommit> = Vec::with_capacity(rows_wanted / PER_PAGE + 1);
+    let mut n = 0usize;
+    while n < rows_wanted {
+        let mut page = PageCommit { source: "bench".into(), accounts: vec![], hits: vec![], cursor: None };
+        for _ in 0..PER_PAGE.min(rows_wanted - n) {
+            let mut h = pool[n % pool.len()].clone();
+            h.post.platform_id = format!("https://social.example/statuses/{n:09}");
+            h.post.url = Some(h.post.platform_id.clone());
+            if !page.accounts.iter().any(|a: &AccountUpdate| a.account.platform_id == h.account.platform_id) {
+                page.accounts.push(AccountUpdate {
+                    account: h.account.clone(),
+                    verdict: h.verdict.clone(),
+                    post_signals: PostSignals::default(),
+                });
+            }
+            page.hits.push(h);
+            n += 1;
+        }
+        page.cursor = Some(format!("{{\"v\":1,\"n\":{n}}}"));
+        pages.push(page);
+    }
+    let text_bytes: usize = pool.iter().map(|h| h.post.text.len()).sum::<usize>() / pool.len();
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!("store: load average before: {}", load.trim());
+    println!(
+        "store: {rows_wanted} hit rows in {} pages of {PER_PAGE} (mean post text {text_bytes} bytes), set up in {:.1} s",
+        pages.len(),
+        setup.elapsed().as_secs_f64()
+    );
+
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async {
+        for (label, limits) in [
+            ("one page per transaction (before)", BatchLimits { max_rows: 1, max_delay: Duration::ZERO }),
+            ("batched writer (<= 5,000 rows or 250 ms)", BatchLimits::default()),
+        ] {
+            if only_batched && limits.max_rows == 1 {
+                continue;
+            }
+            let dir = tempfile::tempdir().unwrap();
+            let store = Store::open(&dir.path().join("bench.db")).await.unwrap();
+            let work: Vec<PageCommit> = if limits.max_rows == 1 { pages[..pages.len() / 5].to_vec() } else { pages.clone() };
+            let rows: usize = work.iter().map(|p| p.hits.len()).sum();
+            let start = Instant::now();
+            let cpu_start = cpu_secs();
+            let mut writer = BatchWriter::new(store.clone(), limits);
+            let mut stored = 0u64;
+            for p in work {
+                stored += writer.push_page(p).await.unwrap();
+            }
+            stored += writer.flush().await.unwrap();
+            let secs = start.elapsed().as_secs_f64();
+            let cpu = cpu_secs() - cpu_start;
+            assert_eq!(stored as usize, rows, "every hit stored once");
+            let rate = rows as f64 / secs;
+            let db_mib = std::fs::metadata(store.path()).map(|m| m.len()).unwrap_or(0) as f64 / 1048576.0
+                + std::fs::metadata(dir.path().join("bench.db-wal")).map(|m| m.len()).unwrap_or(0) as f64 / 1048576.0;
+            println!(
+                "store: {label}: {rows} rows in {secs:.2} s = {rate:.0} hit rows/s; {cpu:.2} CPU s = {:.0} rows per CPU second (db {db_mib:.0} MiB)",
+                rows as f64 / cpu
+            );
+            if limits.max_rows > 1 {
+                let verdict = if rate >= GOAL_ROWS_PER_SEC { "MET" } else { "MISSED" };
+                println!("store: goal >= {GOAL_ROWS_PER_SEC:.0} hit rows/s: {rate:.0} -> {verdict}");
+            }
+            store.close().await;
+            if let Some(keep) = std::env::var_os("STORE_BENCH_KEEP") {
+                std::fs::copy(store.path(), keep).unwrap();
+            }
+        }
+    });
+}
