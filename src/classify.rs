@@ -72,6 +72,11 @@ impl Classifier {
         self.rules.len()
     }
 
+    /// The compiled category rules (benchmarks export their regexes for a reference engine).
+    pub fn rules(&self) -> &[crate::patterns::Rule] {
+        &self.rules.rules
+    }
+
     /// The rule language for a post: a usable platform hint wins unless the text is clearly
     /// in the other rule language; `None` means "apply both".
     pub fn post_lang(post: &Post, text: &str) -> Option<Lang> {
