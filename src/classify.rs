@@ -81,7 +81,9 @@ impl Classifier {
     /// in the other rule language; `None` means "apply both".
     pub fn post_lang(post: &Post, text: &str) -> Option<Lang> {
         let hinted = post.lang_hints.iter().find_map(|h| normalise::lang_from_hint(h));
-        let detected = normalise::detect_lang(text);
+        let (eng, cym) = normalise::lang_scores(text);
+        // whatlang's only useful answer is English, which changes nothing under an English hint.
+        let detected = normalise::lang_of_scores(text, eng, cym, hinted != Some(Lang::Eng));
         match (hinted, detected) {
             (Some(h), Some(d)) if h != d => None,
             (Some(h), _) => Some(h),

@@ -53,18 +53,61 @@ const ENGLISH_WORDS: &[&str] = &[
     "has", "were", "an", "by", "as",
 ];
 
+/// Longest entry of [`WELSH_WORDS`] and [`ENGLISH_WORDS`] in bytes: a longer ASCII word is in
+/// neither list (and, being ASCII, carries no Welsh circumflex).
+const MAX_LISTED_WORD: usize = 16;
+
+/// `list`, sorted for binary search (built once per process).
+fn sorted(list: &'static [&'static str], cell: &'static std::sync::OnceLock<Vec<&'static str>>) -> &'static [&'static str] {
+    cell.get_or_init(|| {
+        let mut v = list.to_vec();
+        v.sort_unstable();
+        v.dedup();
+        v
+    })
+}
+
+fn is_welsh_word(w: &str) -> bool {
+    static SORTED: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    sorted(WELSH_WORDS, &SORTED).binary_search(&w).is_ok()
+}
+
+fn is_english_word(w: &str) -> bool {
+    static SORTED: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    sorted(ENGLISH_WORDS, &SORTED).binary_search(&w).is_ok()
+}
+
 /// English and Welsh evidence in `text`: counts of function words (and Welsh circumflexes).
+///
+/// One pass without allocating for ASCII words (most words of most texts): they are
+/// lower-cased into a small buffer; other words take the general Unicode path.
 pub fn lang_scores(text: &str) -> (usize, usize) {
     let (mut eng, mut cym) = (0, 0);
+    let mut ascii = [0u8; MAX_LISTED_WORD];
     for raw in text.split(|c: char| c.is_whitespace() || matches!(c, ',' | '.' | '!' | '?' | ';' | ':' | '(' | ')' | '"' | '/')) {
-        let w = raw.trim_matches(|c: char| !c.is_alphanumeric() && c != '\'' && c != '’').replace('’', "'").to_lowercase();
-        if w.is_empty() {
+        let t = raw.trim_matches(|c: char| !c.is_alphanumeric() && c != '\'' && c != '’');
+        if t.is_empty() {
             continue;
         }
-        if WELSH_WORDS.contains(&w.as_str()) || w.contains(['ŵ', 'ŷ']) || (w.contains(['â', 'ô', 'ê', 'î']) && w.len() > 2)
-        {
+        if t.is_ascii() {
+            if t.len() > MAX_LISTED_WORD {
+                continue;
+            }
+            let buf = &mut ascii[..t.len()];
+            buf.copy_from_slice(t.as_bytes());
+            buf.make_ascii_lowercase();
+            let w = std::str::from_utf8(buf).expect("ASCII");
+            if is_welsh_word(w) {
+                cym += 1;
+            } else if is_english_word(w) {
+                eng += 1;
+            }
+            continue;
+        }
+        let w = t.replace('’', "'").to_lowercase();
+        if is_welsh_word(&w) || w.contains(['ŵ', 'ŷ']) || (w.contains(['â', 'ô', 'ê', 'î']) && w.len() > 2) {
             cym += 1;
-        } else if ENGLISH_WORDS.contains(&w.as_str()) {
+        } else if is_english_word(&w) {
             eng += 1;
         }
     }
@@ -78,11 +121,18 @@ pub fn lang_scores(text: &str) -> (usize, usize) {
 /// one pass over the words) and good at exactly the question the rules need answered.
 pub fn detect_lang(text: &str) -> Option<Lang> {
     let (eng, cym) = lang_scores(text);
+    lang_of_scores(text, eng, cym, true)
+}
+
+/// [`detect_lang`] from `text`'s [`lang_scores`]; with `ask_whatlang` false, a text with no
+/// function words is `None` without asking whatlang (for callers to whom whatlang's only
+/// possible answer, English, makes no difference).
+pub fn lang_of_scores(text: &str, eng: usize, cym: usize, ask_whatlang: bool) -> Option<Lang> {
     if cym >= 2 && cym >= 2 * eng {
         Some(Lang::Cym)
     } else if eng >= 2 && eng >= 3 * cym.max(1) {
         Some(Lang::Eng)
-    } else if eng + cym == 0 && text.chars().filter(|c| c.is_alphabetic()).count() > 40 {
+    } else if ask_whatlang && eng + cym == 0 && text.chars().filter(|c| c.is_alphabetic()).count() > 40 {
         // No function words of either: only a long text is worth asking whatlang about.
         match whatlang::detect_lang(text)? {
             whatlang::Lang::Eng => Some(Lang::Eng),
@@ -130,6 +180,40 @@ mod tests {
         // Too short or mixed: neither, so both rule sets apply.
         assert_eq!(detect_lang("Glaw. Eto."), None);
         assert_eq!(detect_lang("barn fy hun / views my own"), None);
+    }
+
+    /// The scorer before it avoided allocating (one `replace` and one `to_lowercase` a word).
+    fn lang_scores_reference(text: &str) -> (usize, usize) {
+        let (mut eng, mut cym) = (0, 0);
+        for raw in text.split(|c: char| c.is_whitespace() || matches!(c, ',' | '.' | '!' | '?' | ';' | ':' | '(' | ')' | '"' | '/')) {
+            let w = raw.trim_matches(|c: char| !c.is_alphanumeric() && c != '\'' && c != '’').replace('’', "'").to_lowercase();
+            if w.is_empty() {
+                continue;
+            }
+            if WELSH_WORDS.contains(&w.as_str()) || w.contains(['ŵ', 'ŷ']) || (w.contains(['â', 'ô', 'ê', 'î']) && w.len() > 2) {
+                cym += 1;
+            } else if ENGLISH_WORDS.contains(&w.as_str()) {
+                eng += 1;
+            }
+        }
+        (eng, cym)
+    }
+
+    #[test]
+    fn fast_scores_equal_the_reference_scorer() {
+        assert!(WELSH_WORDS.iter().chain(ENGLISH_WORDS).all(|w| w.len() <= MAX_LISTED_WORD));
+        for text in [
+            "Methu deud llawer ond bore fory am 6 mi fydd 'na gnoc go fawr ar ddrws yn Twthill",
+            "I’M ON NIGHTS, It’s the THE And... (the) \"you\" / don’t can't DON'T",
+            "Dŵr yn y tŷ, Ŵyn bach, côr mawr, tân, Ôl",
+            "今日はとてもいい天気でした coffee the and ÀÉÎ İstanbul ΣΊΣΥΦΟΣ straße",
+            "ab-the 'the' ''and'' x’ ’yn’ y'r i'r o'r I'R a’r — – … 🍺the🍺 the🍺",
+            "",
+            "   ",
+            "averyveryverylongasciiwordthatisinnolist the the",
+        ] {
+            assert_eq!(lang_scores(text), lang_scores_reference(text), "{text:?}");
+        }
     }
 
     #[test]
