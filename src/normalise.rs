@@ -185,12 +185,15 @@ mod tests {
     /// The scorer before it avoided allocating (one `replace` and one `to_lowercase` a word).
     fn lang_scores_reference(text: &str) -> (usize, usize) {
         let (mut eng, mut cym) = (0, 0);
-        for raw in text.split(|c: char| c.is_whitespace() || matches!(c, ',' | '.' | '!' | '?' | ';' | ':' | '(' | ')' | '"' | '/')) {
+        for raw in
+            text.split(|c: char| c.is_whitespace() || matches!(c, ',' | '.' | '!' | '?' | ';' | ':' | '(' | ')' | '"' | '/'))
+        {
             let w = raw.trim_matches(|c: char| !c.is_alphanumeric() && c != '\'' && c != '’').replace('’', "'").to_lowercase();
             if w.is_empty() {
                 continue;
             }
-            if WELSH_WORDS.contains(&w.as_str()) || w.contains(['ŵ', 'ŷ']) || (w.contains(['â', 'ô', 'ê', 'î']) && w.len() > 2) {
+            if WELSH_WORDS.contains(&w.as_str()) || w.contains(['ŵ', 'ŷ']) || (w.contains(['â', 'ô', 'ê', 'î']) && w.len() > 2)
+            {
                 cym += 1;
             } else if ENGLISH_WORDS.contains(&w.as_str()) {
                 eng += 1;
