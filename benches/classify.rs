@@ -56,6 +56,9 @@ fn main() {
     let patterns = repo.join("patterns");
     let forces = Forces::embedded();
     let tmp = tempfile::tempdir().expect("a temporary directory");
+    // CLASSIFY_KEEP=DIR keeps the texts and rg pattern file there (for looking into a figure).
+    let keep = std::env::var_os("CLASSIFY_KEEP").map(PathBuf::from);
+    let tmp_path: &Path = keep.as_deref().unwrap_or(tmp.path());
 
     println!("classify benchmark: {n} posts of the synthetic stream, one thread");
     let started = Instant::now();
@@ -67,14 +70,14 @@ fn main() {
     let mut results: Vec<(String, bool)> = Vec::new();
     let mut base: Option<Pass> = None;
     if want("base") || want("rg") {
-        let texts = want("rg").then(|| tmp.path().join("texts.txt"));
+        let texts = want("rg").then(|| tmp_path.join("texts.txt"));
         let pass = classify_pass(classifier, n, texts.as_deref());
         pass.print("shipped rules");
         let met = pass.rate() >= GOAL_POSTS_PER_SEC;
         println!("  goal >= {:.0}k posts/s/core: {}", GOAL_POSTS_PER_SEC / 1000.0, verdict(met));
         results.push((format!("classify {:.0}k posts/s/core (goal >= 200k)", pass.rate() / 1000.0), met));
         if let Some(texts) = texts {
-            if let Some(ratio) = rg_reference(classifier, &texts, tmp.path(), &pass) {
+            if let Some(ratio) = rg_reference(classifier, &texts, tmp_path, &pass) {
                 results.push((format!("{ratio:.2}x the time of rg (goal <= 2x)"), ratio <= GOAL_RG_RATIO));
             }
         }

@@ -226,12 +226,18 @@ impl Rule {
     /// Spans of every match of this rule in `text` that satisfies its context, with the spans
     /// of the `near` words that satisfied it. Empty when the rule does not fire.
     pub fn find(&self, text: &str, words: &mut WordIndex) -> Vec<Range<usize>> {
+        self.find_after(text, words, false)
+    }
+
+    /// [`Rule::find`]; `prefiltered` says a word-list rule's prefilter already passed `text`.
+    fn find_after(&self, text: &str, words: &mut WordIndex, prefiltered: bool) -> Vec<Range<usize>> {
         let mut spans = Vec::new();
         let mut near_spans: Vec<Range<usize>> = Vec::new();
         let mut near_all: Option<Vec<Range<usize>>> = None;
         let mut not_all: Option<Vec<Range<usize>>> = None;
         let mut except_all: Option<Vec<Range<usize>>> = None;
         let candidates: Vec<Range<usize>> = match &self.wordlist {
+            Some(w) if prefiltered => w.find_unfiltered(text),
             Some(w) => w.find(text),
             None => self.regex.find_iter(text).map(|m| m.range()).collect(),
         };
@@ -605,18 +611,33 @@ impl RuleSet {
 
     /// Every rule accepted by `keep` that fires on `text`.
     pub fn matches<'a>(&'a self, text: &str, keep: impl Fn(&Rule) -> bool) -> Vec<RuleMatch<'a>> {
-        let mut out = Vec::new();
+        let candidates = self.candidates(text);
+        self.matches_among(text, &candidates, keep)
+    }
+
+    /// The rules that may fire on `text` (indexes into `rules`, in order): those whose regex the
+    /// set finds, then the word-list rules whose prefilter lets the text through. Only these
+    /// can fire; [`RuleSet::matches_among`] checks them.
+    pub fn candidates(&self, text: &str) -> Vec<usize> {
         if text.is_empty() || self.rules.is_empty() {
-            return out;
+            return vec![];
         }
+        let mut out: Vec<usize> = self.set.matches(text).into_iter().collect();
+        out.extend(self.wordlist_rules.iter().copied().filter(|&i| self.rules[i].wordlist.map_or(true, |w| w.may_match(text))));
+        out
+    }
+
+    /// Every rule among `candidates` (from [`RuleSet::candidates`] of the same `text`) accepted
+    /// by `keep` that fires on `text`.
+    pub fn matches_among<'a>(&'a self, text: &str, candidates: &[usize], keep: impl Fn(&Rule) -> bool) -> Vec<RuleMatch<'a>> {
+        let mut out = Vec::new();
         let mut words = WordIndex::new();
-        let fired = self.set.matches(text);
-        for i in fired.iter().chain(self.wordlist_rules.iter().copied()) {
+        for &i in candidates {
             let rule = &self.rules[i];
             if !keep(rule) {
                 continue;
             }
-            let spans = rule.find(text, &mut words);
+            let spans = rule.find_after(text, &mut words, true);
             if !spans.is_empty() {
                 out.push(RuleMatch { rule, spans });
             }
