@@ -32,50 +32,50 @@ pub fn html_to_text(html: &str) -> String {
     out.trim().to_string()
 }
 
-/// Welsh function words and very common words (lower case). Chosen to be rare as English
-/// words; `a`, `i`, `o`, `am` and `mi` are left out because English uses them too.
-const WELSH_WORDS: &[&str] = &[
-    "yn", "y", "yr", "ac", "ar", "mae", "maen", "dwi", "dw", "dydw", "ddim", "gyda", "efo", "wedi", "bod", "heddiw", "heddi",
-    "fory", "yfory", "nos", "bore", "ein", "eich", "ei", "ond", "fy", "chi", "ni", "nhw", "sy", "sydd", "roedd", "oedd", "fi",
-    "iawn", "pawb", "diolch", "gan", "gyd", "hefyd", "erioed", "rŵan", "nawr", "yma", "eto", "arall", "dim", "bob", "pob", "ti",
-    "sut", "pwy", "beth", "pan", "achos", "hwn", "hon", "hyn", "neu", "mewn", "drwy", "trwy", "dros", "tan", "heb", "rhaid",
-    "gallu", "methu", "cael", "gael", "dod", "mynd", "wneud", "gwneud", "cymraeg", "heddlu", "diwrnod", "noson", "neithiwr",
-    "i'r", "o'r", "ôl", "ydw", "ydy", "ydi", "oes", "mor", "ddydd", "wythnos", "gwaith", "'ma", "mi'n", "dwi'n", "dw i", "ma",
-    "sa", "gweud", "deud", "llawer", "lot", "fawr", "mawr", "newydd", "cyn", "ar ôl", "am ddim",
-];
+/// A word list as a constant and a membership test compiled to a `match` (no hashing, no
+/// search: the compiler switches on length and compares bytes).
+macro_rules! word_list {
+    ($list:ident, $is:ident, [$($w:literal),* $(,)?]) => {
+        #[cfg_attr(not(test), allow(dead_code))] // the tests check the lists
+        const $list: &[&str] = &[$($w),*];
+        fn $is(w: &str) -> bool {
+            matches!(w, $($w)|*)
+        }
+    };
+}
 
-/// English function words (lower case) that are not also Welsh words.
-const ENGLISH_WORDS: &[&str] = &[
-    "the", "and", "to", "of", "in", "is", "it", "you", "that", "for", "on", "with", "my", "was", "at", "this", "have", "are",
-    "not", "but", "me", "we", "they", "just", "so", "what", "all", "if", "get", "out", "up", "no", "from", "your", "when", "one",
-    "been", "it's", "i'm", "don't", "can't", "about", "who", "tonight", "today", "again", "had", "he", "she", "his", "her",
-    "our", "their", "there", "be", "do", "did", "got", "after", "than", "then", "them", "will", "would", "should", "could",
-    "has", "were", "an", "by", "as",
-];
+// Welsh function words and very common words (lower case). Chosen to be rare as English
+// words; `a`, `i`, `o`, `am` and `mi` are left out because English uses them too.
+word_list!(
+    WELSH_WORDS,
+    is_welsh_word,
+    [
+        "yn", "y", "yr", "ac", "ar", "mae", "maen", "dwi", "dw", "dydw", "ddim", "gyda", "efo", "wedi", "bod", "heddiw", "heddi",
+        "fory", "yfory", "nos", "bore", "ein", "eich", "ei", "ond", "fy", "chi", "ni", "nhw", "sy", "sydd", "roedd", "oedd",
+        "fi", "iawn", "pawb", "diolch", "gan", "gyd", "hefyd", "erioed", "rŵan", "nawr", "yma", "eto", "arall", "dim", "bob",
+        "pob", "ti", "sut", "pwy", "beth", "pan", "achos", "hwn", "hon", "hyn", "neu", "mewn", "drwy", "trwy", "dros", "tan",
+        "heb", "rhaid", "gallu", "methu", "cael", "gael", "dod", "mynd", "wneud", "gwneud", "cymraeg", "heddlu", "diwrnod",
+        "noson", "neithiwr", "i'r", "o'r", "ôl", "ydw", "ydy", "ydi", "oes", "mor", "ddydd", "wythnos", "gwaith", "'ma", "mi'n",
+        "dwi'n", "dw i", "ma", "sa", "gweud", "deud", "llawer", "lot", "fawr", "mawr", "newydd", "cyn", "ar ôl", "am ddim",
+    ]
+);
+
+// English function words (lower case) that are not also Welsh words.
+word_list!(
+    ENGLISH_WORDS,
+    is_english_word,
+    [
+        "the", "and", "to", "of", "in", "is", "it", "you", "that", "for", "on", "with", "my", "was", "at", "this", "have", "are",
+        "not", "but", "me", "we", "they", "just", "so", "what", "all", "if", "get", "out", "up", "no", "from", "your", "when",
+        "one", "been", "it's", "i'm", "don't", "can't", "about", "who", "tonight", "today", "again", "had", "he", "she", "his",
+        "her", "our", "their", "there", "be", "do", "did", "got", "after", "than", "then", "them", "will", "would", "should",
+        "could", "has", "were", "an", "by", "as",
+    ]
+);
 
 /// Longest entry of [`WELSH_WORDS`] and [`ENGLISH_WORDS`] in bytes: a longer ASCII word is in
 /// neither list (and, being ASCII, carries no Welsh circumflex).
 const MAX_LISTED_WORD: usize = 16;
-
-/// `list`, sorted for binary search (built once per process).
-fn sorted(list: &'static [&'static str], cell: &'static std::sync::OnceLock<Vec<&'static str>>) -> &'static [&'static str] {
-    cell.get_or_init(|| {
-        let mut v = list.to_vec();
-        v.sort_unstable();
-        v.dedup();
-        v
-    })
-}
-
-fn is_welsh_word(w: &str) -> bool {
-    static SORTED: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
-    sorted(WELSH_WORDS, &SORTED).binary_search(&w).is_ok()
-}
-
-fn is_english_word(w: &str) -> bool {
-    static SORTED: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
-    sorted(ENGLISH_WORDS, &SORTED).binary_search(&w).is_ok()
-}
 
 /// English and Welsh evidence in `text`: counts of function words (and Welsh circumflexes).
 ///
@@ -141,7 +141,7 @@ pub fn lang_of_scores(text: &str, eng: usize, cym: usize, ask_whatlang: bool) ->
         Some(Lang::Cym)
     } else if eng >= 2 && eng >= 3 * cym.max(1) {
         Some(Lang::Eng)
-    } else if ask_whatlang && eng + cym == 0 && text.chars().filter(|c| c.is_alphabetic()).count() > 40 {
+    } else if ask_whatlang && eng + cym == 0 && text.chars().filter(|c| c.is_alphabetic()).nth(40).is_some() {
         // No function words of either: only a long text is worth asking whatlang about.
         match whatlang::detect_lang(text)? {
             whatlang::Lang::Eng => Some(Lang::Eng),
