@@ -424,6 +424,41 @@ pub struct WordlistPrefilter {
     regex: Option<Regex>,
     /// How many listed words the regex covers.
     pub words: usize,
+    /// Non-ASCII characters the filter's replacement table reads as a letter or digit.
+    table_letters: std::collections::HashSet<char>,
+    /// The table reads some conjoining Hangul jamo (what Hangul syllables decompose into).
+    jamo_in_table: bool,
+}
+
+/// Whether the filter reads letter `c` (not a look-alike it knows) as the end of any word in
+/// progress: it neither skips letters nor matches a listed word's letter with one it has no
+/// reading for. Only scripts whose decomposition cannot bring out a known look-alike are
+/// counted: CJK ideographs (no decomposition), kana (a voiced kana decomposes into the kana one
+/// or two code points before it, and a mark), Hangul syllables (into conjoining jamo).
+fn ends_words(c: char, table_letters: &std::collections::HashSet<char>, jamo_in_table: bool) -> bool {
+    let u = c as u32;
+    if table_letters.contains(&c) {
+        return false;
+    }
+    let in_table = |v: u32| char::from_u32(v).is_some_and(|k| table_letters.contains(&k));
+    match u {
+        0x3400..=0x4DBF | 0x4E00..=0x9FFF => true,
+        0x3041..=0x30FF => !(in_table(u - 1) || in_table(u - 2)),
+        0xAC00..=0xD7A3 => !jamo_in_table,
+        _ => false,
+    }
+}
+
+/// Whether the filter might read non-ASCII `c` as a letter: a look-alike in its replacement
+/// table, or any character of the cased and symbol blocks where Latin-like letters live
+/// (accented Latin, Greek, Cyrillic, letter-like and enclosed alphanumerics, full-width forms,
+/// mathematical letters). Characters of other scripts (kana, CJK ideographs, Hangul
+/// syllables, ...) not in the table are never read as a letter; the prefilter then treats
+/// them as characters the filter may skip, which can only let more texts through.
+fn may_read_as_letter(c: char, table_letters: &std::collections::HashSet<char>) -> bool {
+    matches!(c as u32, 0x80..=0x2FFF | 0xFF00..=0xFFEF | 0x1D400..=0x1D7FF | 0x1F100..=0x1F1FF)
+        || table_letters.contains(&c)
+        || c.to_lowercase().chain(c.to_uppercase()).any(|l| l != c && (l.is_ascii() || table_letters.contains(&l)))
 }
 
 impl WordlistPrefilter {
@@ -443,11 +478,32 @@ impl WordlistPrefilter {
 
     /// Whether the filter may flag a word of `text`.
     pub fn may_match(&self, text: &str) -> bool {
-        self.regex.as_ref().map_or(true, |re| re.is_match(text))
+        let Some(re) = self.regex.as_ref() else { return true };
+        if text.is_ascii() {
+            return re.is_match(text);
+        }
+        // The regex lets any non-ASCII character stand for a letter (exact Unicode classes
+        // make it far slower). So first: a letter the filter can never read as one and that
+        // ends any word in progress (see `ends_words`) becomes a space, and any other character
+        // it can never read as a letter becomes one it may only skip (U+0001). A Japanese or
+        // Korean sentence then no longer passes as one long string of letters.
+        let mapped: String = text
+            .chars()
+            .map(|c| {
+                if c.is_ascii() || may_read_as_letter(c, &self.table_letters) {
+                    c
+                } else if c.is_alphabetic() && ends_words(c, &self.table_letters, self.jamo_in_table) {
+                    ' '
+                } else {
+                    '\u{1}'
+                }
+            })
+            .collect();
+        re.is_match(&mapped)
     }
 
     fn build(threshold: rustrict::Type) -> WordlistPrefilter {
-        let all = WordlistPrefilter { regex: None, words: 0 };
+        let all = WordlistPrefilter { regex: None, words: 0, table_letters: Default::default(), jamo_in_table: false };
         let (Ok(trie), Ok(replacements)) =
             (serde_json::to_value(rustrict::Trie::default()), serde_json::to_value(rustrict::Replacements::default()))
         else {
@@ -474,9 +530,14 @@ impl WordlistPrefilter {
         // Every character the filter may read as `c` (itself, its other case, look-alikes).
         let mut readings: HashMap<char, std::collections::BTreeSet<char>> = HashMap::new();
         let mut readable: std::collections::BTreeSet<char> = std::collections::BTreeSet::new();
+        let mut table_letters: std::collections::HashSet<char> =
+            words.iter().flat_map(|w| w.chars()).filter(|c| !c.is_ascii()).collect();
         for (src, dst) in replacements {
             let (Some(src), Some(dst)) = (src.chars().next(), dst.as_str()) else { return all };
             for d in dst.chars() {
+                if d.is_alphanumeric() {
+                    table_letters.extend([src, d].into_iter().filter(|c| !c.is_ascii()));
+                }
                 readings.entry(d).or_default().insert(src);
                 // Punctuation the filter may read as a letter (`/` as `l`) may also be skipped.
                 if d.is_alphanumeric() && src.is_alphanumeric() {
@@ -528,7 +589,10 @@ impl WordlistPrefilter {
         }
         let n = alts.len();
         match RegexBuilder::new(&alts.join("|")).size_limit(256 << 20).dfa_size_limit(64 << 20).build() {
-            Ok(regex) => WordlistPrefilter { regex: Some(regex), words: n },
+            Ok(regex) => {
+                let jamo_in_table = table_letters.iter().any(|c| (0x1100..=0x11FF).contains(&(*c as u32)));
+                WordlistPrefilter { regex: Some(regex), words: n, table_letters, jamo_in_table }
+            }
             Err(_) => all,
         }
     }
@@ -1477,6 +1541,19 @@ terms = ["WX70 ABC"]
                     assert!(passed_originals * 4 < originals, "{passed_originals} of {originals} texts pass");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn the_wordlist_prefilter_reads_other_scripts_as_skippable_only() {
+        let w = Wordlist::parse("rustrict:offensive:severe").unwrap();
+        // Kana, ideographs and Hangul alone hold no listed word ...
+        assert!(!w.may_match("今日はとてもいい天気でしたコーヒーを飲みながら本読んでいます"));
+        assert!(!w.may_match("오늘 정말 날씨 커피 친구 음악 영화 좋아요"));
+        // ... nor stop one being found between them, and look-alike letters still count.
+        for t in ["今日はf4ggotだ", "天気 n1gg3r 天気", "ｆａｇｇｏｔ", "fаggot", "FÄGGÖT"] {
+            assert!(w.may_match(t), "{t}");
+            assert_eq!(!w.find_unfiltered(t).is_empty(), !w.find(t).is_empty(), "{t}");
         }
     }
 
