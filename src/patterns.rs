@@ -428,7 +428,14 @@ pub struct WordlistPrefilter {
     table_letters: std::collections::HashSet<char>,
     /// The table reads some conjoining Hangul jamo (what Hangul syllables decompose into).
     jamo_in_table: bool,
+    /// [`WordlistPrefilter::class_of`] of every code point below U+10000, worked out once.
+    bmp_classes: Vec<u8>,
 }
+
+/// How the prefilter reads a non-ASCII character (see [`WordlistPrefilter::may_match`]).
+const KEEP: u8 = 0;
+const ENDS_WORD: u8 = 1;
+const SKIPPABLE: u8 = 2;
 
 /// Whether the filter reads letter `c` (not a look-alike it knows) as the end of any word in
 /// progress: it neither skips letters nor matches a listed word's letter with one it has no
@@ -490,20 +497,43 @@ impl WordlistPrefilter {
         let mapped: String = text
             .chars()
             .map(|c| {
-                if c.is_ascii() || may_read_as_letter(c, &self.table_letters) {
-                    c
-                } else if c.is_alphabetic() && ends_words(c, &self.table_letters, self.jamo_in_table) {
-                    ' '
-                } else {
-                    '\u{1}'
+                if c.is_ascii() {
+                    return c;
+                }
+                let class = match self.bmp_classes.get(c as usize) {
+                    Some(&k) => k,
+                    None => self.class_of(c),
+                };
+                match class {
+                    KEEP => c,
+                    ENDS_WORD => ' ',
+                    _ => '\u{1}',
                 }
             })
             .collect();
         re.is_match(&mapped)
     }
 
+    /// How non-ASCII `c` is read: kept (the filter may read it as a letter), as the end of a
+    /// word (a letter it cannot read), or as a character it may skip.
+    fn class_of(&self, c: char) -> u8 {
+        if may_read_as_letter(c, &self.table_letters) {
+            KEEP
+        } else if c.is_alphabetic() && ends_words(c, &self.table_letters, self.jamo_in_table) {
+            ENDS_WORD
+        } else {
+            SKIPPABLE
+        }
+    }
+
     fn build(threshold: rustrict::Type) -> WordlistPrefilter {
-        let all = WordlistPrefilter { regex: None, words: 0, table_letters: Default::default(), jamo_in_table: false };
+        let all = WordlistPrefilter {
+            regex: None,
+            words: 0,
+            table_letters: Default::default(),
+            jamo_in_table: false,
+            bmp_classes: vec![],
+        };
         let (Ok(trie), Ok(replacements)) =
             (serde_json::to_value(rustrict::Trie::default()), serde_json::to_value(rustrict::Replacements::default()))
         else {
@@ -591,7 +621,9 @@ impl WordlistPrefilter {
         match RegexBuilder::new(&alts.join("|")).size_limit(256 << 20).dfa_size_limit(64 << 20).build() {
             Ok(regex) => {
                 let jamo_in_table = table_letters.iter().any(|c| (0x1100..=0x11FF).contains(&(*c as u32)));
-                WordlistPrefilter { regex: Some(regex), words: n, table_letters, jamo_in_table }
+                let mut p = WordlistPrefilter { regex: Some(regex), words: n, table_letters, jamo_in_table, bmp_classes: vec![] };
+                p.bmp_classes = (0..0x10000u32).map(|u| char::from_u32(u).map_or(SKIPPABLE, |c| p.class_of(c))).collect();
+                p
             }
             Err(_) => all,
         }
@@ -1547,6 +1579,11 @@ terms = ["WX70 ABC"]
     #[test]
     fn the_wordlist_prefilter_reads_other_scripts_as_skippable_only() {
         let w = Wordlist::parse("rustrict:offensive:severe").unwrap();
+        let pre = WordlistPrefilter::for_threshold(w.threshold);
+        assert_eq!(pre.bmp_classes.len(), 0x10000);
+        for c in "今日はがぱ오늘éÉßƒ𝐟ｆ🍺。、—\u{301}".chars() {
+            assert_eq!(pre.bmp_classes.get(c as usize).copied().unwrap_or_else(|| pre.class_of(c)), pre.class_of(c), "{c}");
+        }
         // Kana, ideographs and Hangul alone hold no listed word ...
         assert!(!w.may_match("今日はとてもいい天気でしたコーヒーを飲みながら本読んでいます"));
         assert!(!w.may_match("오늘 정말 날씨 커피 친구 음악 영화 좋아요"));
