@@ -72,11 +72,24 @@ impl Classifier {
         self.rules.len()
     }
 
+    /// The compiled category rules (benchmarks export their regexes for a reference engine).
+    pub fn rules(&self) -> &[crate::patterns::Rule] {
+        &self.rules.rules
+    }
+
     /// The rule language for a post: a usable platform hint wins unless the text is clearly
     /// in the other rule language; `None` means "apply both".
     pub fn post_lang(post: &Post, text: &str) -> Option<Lang> {
+        Self::post_lang_with(post, text, true)
+    }
+
+    /// [`Classifier::post_lang`]; without `ask_whatlang`, a text with no function words of
+    /// either language is not sent to whatlang (see [`normalise::lang_of_scores`]).
+    fn post_lang_with(post: &Post, text: &str, ask_whatlang: bool) -> Option<Lang> {
         let hinted = post.lang_hints.iter().find_map(|h| normalise::lang_from_hint(h));
-        let detected = normalise::detect_lang(text);
+        let (eng, cym) = normalise::lang_scores(text);
+        // whatlang's only useful answer is English, which changes nothing under an English hint.
+        let detected = normalise::lang_of_scores(text, eng, cym, ask_whatlang && hinted != Some(Lang::Eng));
         match (hinted, detected) {
             (Some(h), Some(d)) if h != d => None,
             (Some(h), _) => Some(h),
@@ -84,17 +97,38 @@ impl Classifier {
         }
     }
 
+    /// Classify a post: its text and alt texts, in the rule language of [`Classifier::post_lang`].
+    ///
+    /// The language is settled only as far as the findings need it: when none of the rules
+    /// that may fire on the text is limited to one language, whatlang (the slow last resort
+    /// of detection) is not asked, and `lang` is what the hint and function words say.
     pub fn classify(&self, post: &Post) -> Classification {
         let text = post.full_text();
-        self.classify_text(&text, Self::post_lang(post, &text))
+        // Same byte offsets as `text`, so spans stay valid for the original.
+        let masked = mask_phrases(self.allowed_phrases.as_ref(), &text);
+        let candidates = self.rules.candidates(&masked);
+        let lang_matters = candidates.iter().any(|&i| {
+            let r = &self.rules.rules[i];
+            !(r.applies_to(Some(Lang::Eng)) && r.applies_to(Some(Lang::Cym)))
+        });
+        let lang = Self::post_lang_with(post, &text, lang_matters);
+        self.classify_candidates(&masked, lang, &candidates)
     }
 
     /// Classify a plain text whose rule language is `lang` (`None`: both).
     pub fn classify_text(&self, text: &str, lang: Option<Lang>) -> Classification {
+        let masked = mask_phrases(self.allowed_phrases.as_ref(), text);
+        let candidates = self.rules.candidates(&masked);
+        self.classify_candidates(&masked, lang, &candidates)
+    }
+
+    /// Run the candidate rules of a masked text and combine what fired.
+    fn classify_candidates(&self, text: &str, lang: Option<Lang>, candidates: &[usize]) -> Classification {
         let mut out = Classification { lang, ..Default::default() };
-        // Same byte offsets as `text`, so spans stay valid for the original.
-        let text = &*mask_phrases(self.allowed_phrases.as_ref(), text);
-        for m in self.rules.matches(text, |r| r.applies_to(lang)) {
+        if candidates.is_empty() {
+            return out;
+        }
+        for m in self.rules.matches_among(text, candidates, |r| r.applies_to(lang)) {
             let RuleKind::Category(category) = m.rule.kind else {
                 continue;
             };

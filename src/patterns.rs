@@ -232,12 +232,18 @@ impl Rule {
     /// Spans of every match of this rule in `text` that satisfies its context, with the spans
     /// of the `near` words that satisfied it. Empty when the rule does not fire.
     pub fn find(&self, text: &str, words: &mut WordIndex) -> Vec<Range<usize>> {
+        self.find_after(text, words, false)
+    }
+
+    /// [`Rule::find`]; `prefiltered` says a word-list rule's prefilter already passed `text`.
+    fn find_after(&self, text: &str, words: &mut WordIndex, prefiltered: bool) -> Vec<Range<usize>> {
         let mut spans = Vec::new();
         let mut near_spans: Vec<Range<usize>> = Vec::new();
         let mut near_all: Option<Vec<Range<usize>>> = None;
         let mut not_all: Option<Vec<Range<usize>>> = None;
         let mut except_all: Option<Vec<Range<usize>>> = None;
         let candidates: Vec<Range<usize>> = match &self.wordlist {
+            Some(w) if prefiltered => w.find_unfiltered(text),
             Some(w) => w.find(text),
             None => self.regex.find_iter(text).map(|m| m.range()).collect(),
         };
@@ -424,6 +430,48 @@ pub struct WordlistPrefilter {
     regex: Option<Regex>,
     /// How many listed words the regex covers.
     pub words: usize,
+    /// Non-ASCII characters the filter's replacement table reads as a letter or digit.
+    table_letters: std::collections::HashSet<char>,
+    /// The table reads some conjoining Hangul jamo (what Hangul syllables decompose into).
+    jamo_in_table: bool,
+    /// [`WordlistPrefilter::class_of`] of every code point below U+10000, worked out once.
+    bmp_classes: Vec<u8>,
+}
+
+/// How the prefilter reads a non-ASCII character (see [`WordlistPrefilter::may_match`]).
+const KEEP: u8 = 0;
+const ENDS_WORD: u8 = 1;
+const SKIPPABLE: u8 = 2;
+
+/// Whether the filter reads letter `c` (not a look-alike it knows) as the end of any word in
+/// progress: it neither skips letters nor matches a listed word's letter with one it has no
+/// reading for. Only scripts whose decomposition cannot bring out a known look-alike are
+/// counted: CJK ideographs (no decomposition), kana (a voiced kana decomposes into the kana one
+/// or two code points before it, and a mark), Hangul syllables (into conjoining jamo).
+fn ends_words(c: char, table_letters: &std::collections::HashSet<char>, jamo_in_table: bool) -> bool {
+    let u = c as u32;
+    if table_letters.contains(&c) {
+        return false;
+    }
+    let in_table = |v: u32| char::from_u32(v).is_some_and(|k| table_letters.contains(&k));
+    match u {
+        0x3400..=0x4DBF | 0x4E00..=0x9FFF => true,
+        0x3041..=0x30FF => !(in_table(u - 1) || in_table(u - 2)),
+        0xAC00..=0xD7A3 => !jamo_in_table,
+        _ => false,
+    }
+}
+
+/// Whether the filter might read non-ASCII `c` as a letter: a look-alike in its replacement
+/// table, or any character of the cased and symbol blocks where Latin-like letters live
+/// (accented Latin, Greek, Cyrillic, letter-like and enclosed alphanumerics, full-width forms,
+/// mathematical letters). Characters of other scripts (kana, CJK ideographs, Hangul
+/// syllables, ...) not in the table are never read as a letter; the prefilter then treats
+/// them as characters the filter may skip, which can only let more texts through.
+fn may_read_as_letter(c: char, table_letters: &std::collections::HashSet<char>) -> bool {
+    matches!(c as u32, 0x80..=0x2FFF | 0xFF00..=0xFFEF | 0x1D400..=0x1D7FF | 0x1F100..=0x1F1FF)
+        || table_letters.contains(&c)
+        || c.to_lowercase().chain(c.to_uppercase()).any(|l| l != c && (l.is_ascii() || table_letters.contains(&l)))
 }
 
 impl WordlistPrefilter {
@@ -443,11 +491,55 @@ impl WordlistPrefilter {
 
     /// Whether the filter may flag a word of `text`.
     pub fn may_match(&self, text: &str) -> bool {
-        self.regex.as_ref().map_or(true, |re| re.is_match(text))
+        let Some(re) = self.regex.as_ref() else { return true };
+        if text.is_ascii() {
+            return re.is_match(text);
+        }
+        // The regex lets any non-ASCII character stand for a letter (exact Unicode classes
+        // make it far slower). So first: a letter the filter can never read as one and that
+        // ends any word in progress (see `ends_words`) becomes a space, and any other character
+        // it can never read as a letter becomes one it may only skip (U+0001). A Japanese or
+        // Korean sentence then no longer passes as one long string of letters.
+        let mapped: String = text
+            .chars()
+            .map(|c| {
+                if c.is_ascii() {
+                    return c;
+                }
+                let class = match self.bmp_classes.get(c as usize) {
+                    Some(&k) => k,
+                    None => self.class_of(c),
+                };
+                match class {
+                    KEEP => c,
+                    ENDS_WORD => ' ',
+                    _ => '\u{1}',
+                }
+            })
+            .collect();
+        re.is_match(&mapped)
+    }
+
+    /// How non-ASCII `c` is read: kept (the filter may read it as a letter), as the end of a
+    /// word (a letter it cannot read), or as a character it may skip.
+    fn class_of(&self, c: char) -> u8 {
+        if may_read_as_letter(c, &self.table_letters) {
+            KEEP
+        } else if c.is_alphabetic() && ends_words(c, &self.table_letters, self.jamo_in_table) {
+            ENDS_WORD
+        } else {
+            SKIPPABLE
+        }
     }
 
     fn build(threshold: rustrict::Type) -> WordlistPrefilter {
-        let all = WordlistPrefilter { regex: None, words: 0 };
+        let all = WordlistPrefilter {
+            regex: None,
+            words: 0,
+            table_letters: Default::default(),
+            jamo_in_table: false,
+            bmp_classes: vec![],
+        };
         let (Ok(trie), Ok(replacements)) =
             (serde_json::to_value(rustrict::Trie::default()), serde_json::to_value(rustrict::Replacements::default()))
         else {
@@ -474,9 +566,14 @@ impl WordlistPrefilter {
         // Every character the filter may read as `c` (itself, its other case, look-alikes).
         let mut readings: HashMap<char, std::collections::BTreeSet<char>> = HashMap::new();
         let mut readable: std::collections::BTreeSet<char> = std::collections::BTreeSet::new();
+        let mut table_letters: std::collections::HashSet<char> =
+            words.iter().flat_map(|w| w.chars()).filter(|c| !c.is_ascii()).collect();
         for (src, dst) in replacements {
             let (Some(src), Some(dst)) = (src.chars().next(), dst.as_str()) else { return all };
             for d in dst.chars() {
+                if d.is_alphanumeric() {
+                    table_letters.extend([src, d].into_iter().filter(|c| !c.is_ascii()));
+                }
                 readings.entry(d).or_default().insert(src);
                 // Punctuation the filter may read as a letter (`/` as `l`) may also be skipped.
                 if d.is_alphanumeric() && src.is_alphanumeric() {
@@ -528,7 +625,12 @@ impl WordlistPrefilter {
         }
         let n = alts.len();
         match RegexBuilder::new(&alts.join("|")).size_limit(256 << 20).dfa_size_limit(64 << 20).build() {
-            Ok(regex) => WordlistPrefilter { regex: Some(regex), words: n },
+            Ok(regex) => {
+                let jamo_in_table = table_letters.iter().any(|c| (0x1100..=0x11FF).contains(&(*c as u32)));
+                let mut p = WordlistPrefilter { regex: Some(regex), words: n, table_letters, jamo_in_table, bmp_classes: vec![] };
+                p.bmp_classes = (0..0x10000u32).map(|u| char::from_u32(u).map_or(SKIPPABLE, |c| p.class_of(c))).collect();
+                p
+            }
             Err(_) => all,
         }
     }
@@ -611,18 +713,33 @@ impl RuleSet {
 
     /// Every rule accepted by `keep` that fires on `text`.
     pub fn matches<'a>(&'a self, text: &str, keep: impl Fn(&Rule) -> bool) -> Vec<RuleMatch<'a>> {
-        let mut out = Vec::new();
+        let candidates = self.candidates(text);
+        self.matches_among(text, &candidates, keep)
+    }
+
+    /// The rules that may fire on `text` (indexes into `rules`, in order): those whose regex the
+    /// set finds, then the word-list rules whose prefilter lets the text through. Only these
+    /// can fire; [`RuleSet::matches_among`] checks them.
+    pub fn candidates(&self, text: &str) -> Vec<usize> {
         if text.is_empty() || self.rules.is_empty() {
-            return out;
+            return vec![];
         }
+        let mut out: Vec<usize> = self.set.matches(text).into_iter().collect();
+        out.extend(self.wordlist_rules.iter().copied().filter(|&i| self.rules[i].wordlist.map_or(true, |w| w.may_match(text))));
+        out
+    }
+
+    /// Every rule among `candidates` (from [`RuleSet::candidates`] of the same `text`) accepted
+    /// by `keep` that fires on `text`.
+    pub fn matches_among<'a>(&'a self, text: &str, candidates: &[usize], keep: impl Fn(&Rule) -> bool) -> Vec<RuleMatch<'a>> {
+        let mut out = Vec::new();
         let mut words = WordIndex::new();
-        let fired = self.set.matches(text);
-        for i in fired.iter().chain(self.wordlist_rules.iter().copied()) {
+        for &i in candidates {
             let rule = &self.rules[i];
             if !keep(rule) {
                 continue;
             }
-            let spans = rule.find(text, &mut words);
+            let spans = rule.find_after(text, &mut words, true);
             if !spans.is_empty() {
                 out.push(RuleMatch { rule, spans });
             }
@@ -1477,6 +1594,24 @@ terms = ["WX70 ABC"]
                     assert!(passed_originals * 4 < originals, "{passed_originals} of {originals} texts pass");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn the_wordlist_prefilter_reads_other_scripts_as_skippable_only() {
+        let w = Wordlist::parse("rustrict:offensive:severe").unwrap();
+        let pre = WordlistPrefilter::for_threshold(w.threshold);
+        assert_eq!(pre.bmp_classes.len(), 0x10000);
+        for c in "今日はがぱ오늘éÉßƒ𝐟ｆ🍺。、—\u{301}".chars() {
+            assert_eq!(pre.bmp_classes.get(c as usize).copied().unwrap_or_else(|| pre.class_of(c)), pre.class_of(c), "{c}");
+        }
+        // Kana, ideographs and Hangul alone hold no listed word ...
+        assert!(!w.may_match("今日はとてもいい天気でしたコーヒーを飲みながら本読んでいます"));
+        assert!(!w.may_match("오늘 정말 날씨 커피 친구 음악 영화 좋아요"));
+        // ... nor stop one being found between them, and look-alike letters still count.
+        for t in ["今日はf4ggotだ", "天気 n1gg3r 天気", "ｆａｇｇｏｔ", "fаggot", "FÄGGÖT"] {
+            assert!(w.may_match(t), "{t}");
+            assert_eq!(!w.find_unfiltered(t).is_empty(), !w.find(t).is_empty(), "{t}");
         }
     }
 

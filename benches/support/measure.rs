@@ -15,6 +15,8 @@ pub struct Measured {
     pub wall: Duration,
     /// Peak resident set size of the child, in KiB (`ru_maxrss`).
     pub peak_rss_kib: u64,
+    /// CPU time of the child (user + system, all its threads), from the same `wait4`.
+    pub cpu: Duration,
     pub stdout: String,
     pub stderr: String,
 }
@@ -73,9 +75,14 @@ pub fn run(cmd: &mut Command) -> Measured {
         exit_code,
         wall,
         peak_rss_kib: usage.ru_maxrss as u64,
+        cpu: timeval(usage.ru_utime) + timeval(usage.ru_stime),
         stdout: out_reader.join().unwrap_or_default(),
         stderr: err_reader.join().unwrap_or_default(),
     }
+}
+
+fn timeval(t: libc::timeval) -> Duration {
+    Duration::from_secs(t.tv_sec.max(0) as u64) + Duration::from_micros(t.tv_usec.max(0) as u64)
 }
 
 /// Peak resident memory of this process so far, in KiB (`VmHWM`), for in-process benchmarks.

@@ -167,22 +167,29 @@ impl JetstreamEvent {
     }
 }
 
+/// The envelope of a frame, borrowed from it; the record is left unparsed until the event is
+/// known to be a post or profile (one pass, no JSON tree of the whole event).
 #[derive(Deserialize)]
-struct RawEvent {
-    did: String,
+struct RawEvent<'a> {
+    #[serde(borrow)]
+    did: std::borrow::Cow<'a, str>,
     time_us: i64,
-    kind: String,
-    #[serde(default)]
-    commit: Option<RawCommit>,
+    #[serde(borrow)]
+    kind: std::borrow::Cow<'a, str>,
+    #[serde(default, borrow)]
+    commit: Option<RawCommit<'a>>,
 }
 
 #[derive(Deserialize)]
-struct RawCommit {
-    operation: String,
-    collection: String,
-    rkey: String,
-    #[serde(default)]
-    record: Option<serde_json::Value>,
+struct RawCommit<'a> {
+    #[serde(borrow)]
+    operation: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    collection: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    rkey: std::borrow::Cow<'a, str>,
+    #[serde(default, borrow)]
+    record: Option<&'a serde_json::value::RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -285,9 +292,9 @@ pub fn parse_event(text: &str) -> Result<JetstreamEvent, String> {
         return Err(format!("`did` {:?} is not a DID", raw.did.chars().take(80).collect::<String>()));
     }
     let other = |what: String| Ok(JetstreamEvent::Other { time_us, what });
-    match raw.kind.as_str() {
+    match &*raw.kind {
         "commit" => {}
-        "identity" | "account" => return other(raw.kind),
+        "identity" | "account" => return other(raw.kind.into_owned()),
         k => return other(format!("unknown kind {:?}", k.chars().take(40).collect::<String>())),
     }
     let commit = raw.commit.ok_or("a commit event without `commit`")?;
@@ -295,10 +302,10 @@ pub fn parse_event(text: &str) -> Result<JetstreamEvent, String> {
         return Err(format!("`commit.rkey` {:?} is not a record key", commit.rkey.chars().take(80).collect::<String>()));
     }
     let what = || format!("{} {}", commit.operation, commit.collection);
-    match (commit.collection.as_str(), commit.operation.as_str()) {
+    match (&*commit.collection, &*commit.operation) {
         (POST_COLLECTION, "create") => {
-            let record = commit.record.as_ref().ok_or("a post create without `record`")?;
-            let rec = PostRecord::deserialize(record).map_err(|e| format!("post record: {e}"))?;
+            let record = commit.record.ok_or("a post create without `record`")?;
+            let rec: PostRecord = serde_json::from_str(record.get()).map_err(|e| format!("post record: {e}"))?;
             let at = time_of(time_us).expect("checked above");
             // `createdAt` is what the client declared: a time that does not parse, or is far in
             // the future, gives way to the time Jetstream saw the post.
@@ -314,7 +321,7 @@ pub fn parse_event(text: &str) -> Result<JetstreamEvent, String> {
             let post = Post {
                 platform: PLATFORM.to_string(),
                 platform_id: format!("at://{did}/{POST_COLLECTION}/{rkey}"),
-                author_id: did.clone(),
+                author_id: did.to_string(),
                 created_at,
                 text: clip(&rec.text),
                 alt_texts: rec.embed.as_ref().map(alt_texts).unwrap_or_default(),
@@ -324,8 +331,8 @@ pub fn parse_event(text: &str) -> Result<JetstreamEvent, String> {
             Ok(JetstreamEvent::Post { time_us, post })
         }
         (PROFILE_COLLECTION, "create" | "update") => {
-            let record = commit.record.as_ref().ok_or("a profile update without `record`")?;
-            let rec = ProfileRecord::deserialize(record).map_err(|e| format!("profile record: {e}"))?;
+            let record = commit.record.ok_or("a profile update without `record`")?;
+            let rec: ProfileRecord = serde_json::from_str(record.get()).map_err(|e| format!("profile record: {e}"))?;
             let mut bio = clip(rec.description.as_deref().unwrap_or(""));
             for extra in [&rec.pronouns, &rec.website].into_iter().flatten() {
                 if !extra.trim().is_empty() {
@@ -335,7 +342,7 @@ pub fn parse_event(text: &str) -> Result<JetstreamEvent, String> {
                     bio.push_str(&clip(extra));
                 }
             }
-            let did = raw.did.clone();
+            let did = raw.did.into_owned();
             let account = Account {
                 platform: PLATFORM.to_string(),
                 // Jetstream commits carry no handle: the DID stands for it.
