@@ -413,6 +413,100 @@ impl Wordlist {
     }
 }
 
+/// The words of `rustrict`'s dictionary (its `Trie` as JSON: `{"root": node}`, a node being
+/// `{"children": {char: node}, "word": bool, "typ": Type}`) whose type is at `threshold`, read
+/// in one pass without building the tree. `None` if a word has no readable type (the format
+/// changed): the caller then sends every text to the filter.
+fn dictionary_words(json: &[u8], threshold: rustrict::Type) -> serde_json::Result<Option<Vec<String>>> {
+    use serde::de::{DeserializeSeed, Deserializer, MapAccess, Visitor};
+    use std::fmt;
+
+    struct Walk {
+        prefix: String,
+        threshold: rustrict::Type,
+        words: Vec<String>,
+        unreadable: bool,
+    }
+    /// The trie's top level: its `root` node.
+    struct Top<'a>(&'a mut Walk);
+    /// One node: its own entry, then its children with their letters.
+    struct Node<'a>(&'a mut Walk);
+    struct Children<'a>(&'a mut Walk);
+
+    impl<'de> Visitor<'de> for Top<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a rustrict trie")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            while let Some(key) = map.next_key::<std::borrow::Cow<str>>()? {
+                match key.as_ref() {
+                    "root" => map.next_value_seed(Node(&mut *self.0))?,
+                    _ => map.next_value::<serde::de::IgnoredAny>().map(drop)?,
+                }
+            }
+            Ok(())
+        }
+    }
+    impl<'de> DeserializeSeed<'de> for Node<'_> {
+        type Value = ();
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_map(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Node<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a rustrict trie node")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            let (mut word, mut typ) = (false, None);
+            while let Some(key) = map.next_key::<std::borrow::Cow<str>>()? {
+                match key.as_ref() {
+                    "word" => word = map.next_value()?,
+                    "typ" => typ = map.next_value::<Option<rustrict::Type>>()?,
+                    "children" => map.next_value_seed(Children(&mut *self.0))?,
+                    _ => map.next_value::<serde::de::IgnoredAny>().map(drop)?,
+                }
+            }
+            match (word, typ) {
+                (false, _) => {}
+                (true, Some(t)) if t.is(self.0.threshold) => self.0.words.push(self.0.prefix.clone()),
+                (true, Some(_)) => {}
+                (true, None) => self.0.unreadable = true,
+            }
+            Ok(())
+        }
+    }
+    impl<'de> DeserializeSeed<'de> for Children<'_> {
+        type Value = ();
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_map(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Children<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a rustrict trie node's children")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            while let Some(c) = map.next_key::<char>()? {
+                self.0.prefix.push(c);
+                map.next_value_seed(Node(&mut *self.0))?;
+                self.0.prefix.pop();
+            }
+            Ok(())
+        }
+    }
+
+    let mut walk = Walk { prefix: String::new(), threshold, words: Vec::new(), unreadable: false };
+    let mut de = serde_json::Deserializer::from_slice(json);
+    // The trie is as deep as its longest word: far below any stack limit.
+    de.deserialize_map(Top(&mut walk))?;
+    de.end()?;
+    Ok((!walk.unreadable).then_some(walk.words))
+}
+
 /// A cheap test that rules out texts in which `rustrict` cannot find a listed word, so the
 /// filter (about 30 µs a post) runs only on the few texts that may hold one.
 ///
@@ -540,28 +634,17 @@ impl WordlistPrefilter {
             jamo_in_table: false,
             bmp_classes: vec![],
         };
-        let (Ok(trie), Ok(replacements)) =
-            (serde_json::to_value(rustrict::Trie::default()), serde_json::to_value(rustrict::Replacements::default()))
-        else {
+        // The filter's dictionary, read through its serde form (the crate has no other way to
+        // list it): written out as JSON text and walked as it is read, keeping only the words
+        // (a `serde_json::Value` of it took ~200 MB at its peak, and a typed tree ~60 MB, held
+        // in RSS for the rest of the process).
+        let words =
+            serde_json::to_vec(&rustrict::Trie::default()).and_then(|json| dictionary_words(&json, threshold)).ok().flatten();
+        let (Some(mut words), Ok(replacements)) = (words, serde_json::to_value(rustrict::Replacements::default())) else {
             return all;
         };
-        // The dictionary's words at the threshold.
-        let mut words: Vec<String> = Vec::new();
-        let mut stack: Vec<(String, &serde_json::Value)> = vec![(String::new(), &trie["root"])];
-        while let Some((prefix, node)) = stack.pop() {
-            if node["word"].as_bool() == Some(true) {
-                match serde_json::from_value::<rustrict::Type>(node["typ"].clone()) {
-                    Ok(t) if t.is(threshold) => words.push(prefix.clone()),
-                    Ok(_) => {}
-                    Err(_) => return all,
-                }
-            }
-            if let Some(children) = node["children"].as_object() {
-                for (c, child) in children {
-                    stack.push((format!("{prefix}{c}"), child));
-                }
-            }
-        }
+        // In a fixed order, whatever the hash maps' order: the same regex on every run.
+        words.sort_unstable();
         let Some(replacements) = replacements.as_object() else { return all };
         // Every character the filter may read as `c` (itself, its other case, look-alikes).
         let mut readings: HashMap<char, std::collections::BTreeSet<char>> = HashMap::new();
@@ -624,7 +707,7 @@ impl WordlistPrefilter {
             return all;
         }
         let n = alts.len();
-        match RegexBuilder::new(&alts.join("|")).size_limit(256 << 20).dfa_size_limit(64 << 20).build() {
+        match RegexBuilder::new(&alts.join("|")).size_limit(256 << 20).dfa_size_limit(16 << 20).build() {
             Ok(regex) => {
                 let jamo_in_table = table_letters.iter().any(|c| (0x1100..=0x11FF).contains(&(*c as u32)));
                 let mut p = WordlistPrefilter { regex: Some(regex), words: n, table_letters, jamo_in_table, bmp_classes: vec![] };
@@ -696,7 +779,7 @@ impl RuleSet {
     pub fn new(rules: Vec<Rule>) -> Result<RuleSet, String> {
         let set = RegexSetBuilder::new(rules.iter().map(|r| r.pattern.as_str()))
             .size_limit(64 << 20)
-            .dfa_size_limit(32 << 20)
+            .dfa_size_limit(8 << 20)
             .build()
             .map_err(|e| format!("compiling the rule set: {e}"))?;
         let wordlist_rules = rules.iter().enumerate().filter(|(_, r)| r.wordlist.is_some()).map(|(i, _)| i).collect();
@@ -1230,7 +1313,7 @@ fn parse_file_full(file: &Path, text: &str, errors: &mut Vec<PatternError>) -> (
 const NEVER: &str = r"[^\s\S]";
 
 fn compile(pattern: &str) -> Result<Regex, regex::Error> {
-    RegexBuilder::new(pattern).size_limit(8 << 20).dfa_size_limit(8 << 20).build()
+    RegexBuilder::new(pattern).size_limit(8 << 20).dfa_size_limit(2 << 20).build()
 }
 
 /// Rewrite `\b` as the ASCII word boundary `(?-u:\b)`, leaving `\\b` (a literal backslash
@@ -1331,6 +1414,37 @@ pub fn summary(rules: &[Rule]) -> BTreeMap<String, usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_dictionary_walk_reads_the_same_words_as_a_whole_parse() {
+        let json = serde_json::to_vec(&rustrict::Trie::default()).unwrap();
+        let tree: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        for threshold in [rustrict::Type::OFFENSIVE & rustrict::Type::SEVERE, rustrict::Type::SEXUAL & rustrict::Type::SEVERE] {
+            let mut expected = Vec::new();
+            let mut stack = vec![(String::new(), &tree["root"])];
+            while let Some((prefix, node)) = stack.pop() {
+                if node["word"].as_bool() == Some(true) {
+                    let t: rustrict::Type = serde_json::from_value(node["typ"].clone()).unwrap();
+                    if t.is(threshold) {
+                        expected.push(prefix.clone());
+                    }
+                }
+                for (c, child) in node["children"].as_object().into_iter().flatten() {
+                    stack.push((format!("{prefix}{c}"), child));
+                }
+            }
+            expected.sort_unstable();
+            let mut walked = dictionary_words(&json, threshold).unwrap().expect("every word has a type");
+            walked.sort_unstable();
+            assert!(!walked.is_empty());
+            assert_eq!(walked, expected);
+        }
+        // A word without a readable type: the walk says so rather than guessing.
+        let odd = br#"{"root":{"children":{"a":{"children":{},"word":true,"typ":"?"}},"word":false}}"#;
+        assert!(dictionary_words(odd, rustrict::Type::OFFENSIVE).is_err());
+        let untyped = br#"{"root":{"children":{"a":{"children":{},"word":true}},"word":false}}"#;
+        assert_eq!(dictionary_words(untyped, rustrict::Type::OFFENSIVE).unwrap(), None);
+    }
 
     fn write(dir: &Path, name: &str, text: &str) {
         std::fs::write(dir.join(name), text).unwrap();

@@ -18,6 +18,7 @@ use crate::identify::{EvidenceSource, IdentityVerdict, PostSignals};
 use crate::model::{Account, Identity, Post};
 use crate::patterns::Detector;
 use crate::sources::{self, Page, Source};
+use crate::store::StoredAccount;
 use crate::store::{
     AccountUpdate, BatchLimits, BatchWriter, NewHit, PageCommit, SourceSummary, StagedPage, Store, StoreError, SuppressionSet,
 };
@@ -261,11 +262,17 @@ async fn process_page(
     // of them (names and the verdict reached with their profile) plus the signals of their
     // posts, so accounts whose posts alone identify them are found too.
     let mut authors: Vec<(&str, Vec<&Post>)> = posts_by_author.into_iter().collect();
-    authors.sort_by_key(|(author, _)| *author);
+    authors.sort_by(|a, b| (posts_platform(&a.1), a.0).cmp(&(posts_platform(&b.1), b.0)));
+    // What the store remembers of them, read per platform in a few queries, not one per author.
+    let mut remembered: HashMap<String, StoredAccount> = HashMap::new();
+    for group in authors.chunk_by(|a, b| posts_platform(&a.1) == posts_platform(&b.1)) {
+        let ids: Vec<&str> = group.iter().map(|(author, _)| *author).collect();
+        remembered.extend(store.stored_accounts(posts_platform(&group[0].1), &ids).await?);
+    }
     for (author, posts) in authors {
         let platform = posts[0].platform.clone();
         let first_time = seen.insert((platform.clone(), author.to_string()));
-        let stored = store.stored_account(&platform, author).await?;
+        let stored = remembered.remove(author);
         let was_stored = stored.is_some();
         let (account, stored_verdict, mut signals) = match stored {
             Some(s) => (s.account, Some(s.verdict), s.post_signals),
@@ -298,6 +305,11 @@ async fn process_page(
         classify_posts(source_name, ctx, &posts, store, detector, summary, &mut commit, retrieved_at).await?;
     }
     Ok(commit)
+}
+
+/// The platform of an author's posts (an author's posts all come from one platform).
+fn posts_platform<'a>(posts: &[&'a Post]) -> &'a str {
+    posts.first().map_or("", |p| p.platform.as_str())
 }
 
 /// One author of a page and what is known of them.

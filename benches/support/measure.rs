@@ -1,7 +1,13 @@
-//! Run the real `exposure-monitor` binary as a child process and measure it: wall time and peak
-//! resident memory (the kernel's own high-water mark, from `wait4`'s resource usage), so a
-//! budget benchmark measures exactly what an operator's cron job would run, and nothing of the
-//! benchmark harness (servers, generators) counts against the program's memory.
+//! Run the real `exposure-monitor` binary as a child process and measure it: wall time, CPU
+//! time and peak resident memory, so a budget benchmark measures exactly what an operator's cron
+//! job would run, and nothing of the benchmark harness (servers, generators) counts against the
+//! program's memory.
+//!
+//! Peak memory is the child's own high-water mark (`VmHWM` of its address space, sampled every
+//! few milliseconds until it exits), not `wait4`'s `ru_maxrss`: Linux carries the spawning
+//! process's high-water mark across `exec` into `ru_maxrss`, so a benchmark holding a million
+//! generated posts would have its own memory charged to the program (every figure came out as
+//! the harness's size, whatever the program did).
 
 #![allow(dead_code)] // each benchmark uses a different part
 
@@ -13,7 +19,8 @@ use std::time::{Duration, Instant};
 pub struct Measured {
     pub exit_code: Option<i32>,
     pub wall: Duration,
-    /// Peak resident set size of the child, in KiB (`ru_maxrss`).
+    /// Peak resident set size of the child, in KiB (its `VmHWM`, last sampled at most
+    /// [`SAMPLE_EVERY`] before it exited).
     pub peak_rss_kib: u64,
     /// CPU time of the child (user + system, all its threads), from the same `wait4`.
     pub cpu: Duration,
@@ -56,6 +63,32 @@ pub fn run(cmd: &mut Command) -> Measured {
         s
     });
     let pid = child.id() as libc::pid_t;
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let mut peak = 0;
+            while !done.load(std::sync::atomic::Ordering::Acquire) {
+                peak = peak.max(vm_hwm_kib(&format!("/proc/{pid}/status")));
+                std::thread::sleep(SAMPLE_EVERY);
+            }
+            peak
+        })
+    };
+    // Wait for the exit without reaping (WNOWAIT), so the pid cannot be reused while the
+    // sampler may still read it; then stop the sampler and reap with `wait4` for the CPU times.
+    loop {
+        // SAFETY: `siginfo_t` is plain data the kernel fills in.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        let r = unsafe { libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WEXITED | libc::WNOWAIT) };
+        if r == -1 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+            continue;
+        }
+        assert_eq!(r, 0, "waitid on the measured child: {}", std::io::Error::last_os_error());
+        break;
+    }
+    done.store(true, std::sync::atomic::Ordering::Release);
+    let peak_rss_kib = sampler.join().unwrap_or(0);
     let mut status: libc::c_int = 0;
     // SAFETY: `rusage` is plain data the kernel fills in; `pid` is our own un-reaped child
     // (std's `Child` is never waited on afterwards, so nothing reaps it twice).
@@ -74,7 +107,7 @@ pub fn run(cmd: &mut Command) -> Measured {
     Measured {
         exit_code,
         wall,
-        peak_rss_kib: usage.ru_maxrss as u64,
+        peak_rss_kib,
         cpu: timeval(usage.ru_utime) + timeval(usage.ru_stime),
         stdout: out_reader.join().unwrap_or_default(),
         stderr: err_reader.join().unwrap_or_default(),
@@ -85,9 +118,17 @@ fn timeval(t: libc::timeval) -> Duration {
     Duration::from_secs(t.tv_sec.max(0) as u64) + Duration::from_micros(t.tv_usec.max(0) as u64)
 }
 
+/// How often [`run`] samples the child's high-water mark.
+pub const SAMPLE_EVERY: Duration = Duration::from_millis(5);
+
 /// Peak resident memory of this process so far, in KiB (`VmHWM`), for in-process benchmarks.
 pub fn own_peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+    vm_hwm_kib("/proc/self/status")
+}
+
+/// `VmHWM` from a `/proc/<pid>/status` file, in KiB (0 once the process has exited).
+fn vm_hwm_kib(status: &str) -> u64 {
+    std::fs::read_to_string(status)
         .ok()
         .and_then(|s| {
             s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))

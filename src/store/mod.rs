@@ -21,6 +21,7 @@
 //! Must not: log or store secrets, store post text of posts that are not hits, or interpret
 //! what it stores (the stages and the digest do that).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
@@ -635,6 +636,15 @@ impl BatchWriter {
     /// Add a staged page; commits the batch when it is full or its oldest page is due. Returns
     /// the hits newly stored by that commit (0 when nothing was committed).
     pub async fn push(&mut self, page: StagedPage) -> Result<u64> {
+        // Only the last cursor of a source in a batch is committed: drop the earlier ones now
+        // (a cursor such as Mastodon's, with a mark per account, can be megabytes).
+        if page.page.cursor.is_some() {
+            for p in self.pending.iter_mut().filter(|p| p.page.source == page.page.source) {
+                if p.page.cursor.take().is_some() {
+                    self.rows -= 1;
+                }
+            }
+        }
         self.rows += page.rows();
         self.pending.push(page);
         self.oldest.get_or_insert_with(std::time::Instant::now);
@@ -753,32 +763,55 @@ impl Store {
     /// verdict last reached with its profile, and its accumulated post signals. For sources
     /// that deliver posts without their author's profile (Jetstream).
     pub async fn stored_account(&self, platform: &str, platform_id: &str) -> Result<Option<StoredAccount>> {
-        if let Some(u) = self.staged_account(platform, platform_id) {
-            // As the database would give it back: no bio.
-            let account = Account { bio: String::new(), ..u.account };
-            return Ok(Some(StoredAccount { account, verdict: u.verdict, post_signals: u.post_signals }));
+        Ok(self.stored_accounts(platform, &[platform_id]).await?.remove(platform_id))
+    }
+
+    /// [`Store::stored_account`] for many accounts of one platform at once (one query per few
+    /// hundred ids, not one per id: a page of a whole-network stream has an author per post).
+    /// Accounts the store does not remember are absent from the map.
+    pub async fn stored_accounts(&self, platform: &str, ids: &[&str]) -> Result<HashMap<String, StoredAccount>> {
+        const IDS_PER_QUERY: usize = 500;
+        let mut found = HashMap::new();
+        let mut unstaged = Vec::with_capacity(ids.len());
+        for &id in ids {
+            match self.staged_account(platform, id) {
+                // As the database would give it back: no bio.
+                Some(u) => {
+                    let account = Account { bio: String::new(), ..u.account };
+                    found.insert(id.to_string(), StoredAccount { account, verdict: u.verdict, post_signals: u.post_signals });
+                }
+                None => unstaged.push(id),
+            }
         }
-        let row: Option<(String, String, Option<String>, String, String)> = sqlx::query_as(
-            "SELECT handle, display_name, profile_url, verdict, post_signals FROM accounts WHERE platform = ? AND platform_id = ?",
-        )
-        .bind(platform)
-        .bind(platform_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some((handle, display_name, profile_url, verdict, signals)) = row else { return Ok(None) };
-        let what = |col: &str| format!("account {platform}/{platform_id}, column {col}");
-        Ok(Some(StoredAccount {
-            account: Account {
-                platform: platform.to_string(),
-                platform_id: platform_id.to_string(),
-                handle,
-                display_name,
-                bio: String::new(),
-                profile_url,
-            },
-            verdict: parse_json(&verdict, || what("verdict"))?,
-            post_signals: parse_json(&signals, || what("post_signals"))?,
-        }))
+        for chunk in unstaged.chunks(IDS_PER_QUERY) {
+            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "SELECT platform_id, handle, display_name, profile_url, verdict, post_signals FROM accounts WHERE platform = ",
+            );
+            q.push_bind(platform).push(" AND platform_id IN (");
+            let mut sep = q.separated(", ");
+            for id in chunk {
+                sep.push_bind(*id);
+            }
+            q.push(")");
+            for row in q.build().fetch_all(&self.pool).await? {
+                let platform_id: String = row.try_get("platform_id")?;
+                let what = |col: &str| format!("account {platform}/{platform_id}, column {col}");
+                let stored = StoredAccount {
+                    account: Account {
+                        platform: platform.to_string(),
+                        platform_id: platform_id.clone(),
+                        handle: row.try_get("handle")?,
+                        display_name: row.try_get("display_name")?,
+                        bio: String::new(),
+                        profile_url: row.try_get("profile_url")?,
+                    },
+                    verdict: parse_json(&row.try_get::<String, _>("verdict")?, || what("verdict"))?,
+                    post_signals: parse_json(&row.try_get::<String, _>("post_signals")?, || what("post_signals"))?,
+                };
+                found.insert(platform_id, stored);
+            }
+        }
+        Ok(found)
     }
 
     /// Commit one page atomically; returns how many hits were new (duplicates are ignored).

@@ -948,6 +948,10 @@ async fn batched_writer_commits_several_pages_in_one_transaction_with_the_last_c
     assert_eq!(w.push_page(page(vec![], None)).await.unwrap(), 0);
     assert_eq!(w.push_page(page(hits_for(3..5, "a2"), Some("c3"))).await.unwrap(), 0);
     assert_eq!(w.waiting(), 3);
+    // Only the last cursor of the batch is kept while it waits (a cursor can be megabytes).
+    let cursors: Vec<Option<&str>> = w.pending.iter().map(|p| p.page.cursor.as_deref()).collect();
+    assert_eq!(cursors, [None, None, Some("c3")]);
+    assert_eq!(w.rows, (3 + 1) + (2 + 1) + 1, "rows: hits and accounts of each page, and one cursor");
     // Nothing is in the database yet, but the staged accounts already answer reads (the next
     // page is processed against them).
     assert_eq!(hit_count(&db.store).await, 0);
@@ -968,10 +972,11 @@ async fn batched_writer_commits_several_pages_in_one_transaction_with_the_last_c
 #[tokio::test]
 async fn batched_writer_commits_when_full_or_due() {
     let db = db().await;
-    // Each page: 1 account, 2 hits, 1 cursor = 4 rows.
-    let mut w = BatchWriter::new(db.store.clone(), BatchLimits { max_rows: 8, max_delay: Duration::from_secs(3600) });
+    // Each page: 1 account, 2 hits, 1 cursor = 4 rows; a batch keeps only its last cursor, so
+    // two pages are 7 rows.
+    let mut w = BatchWriter::new(db.store.clone(), BatchLimits { max_rows: 7, max_delay: Duration::from_secs(3600) });
     assert_eq!(w.push_page(page(hits_for(0..2, "a1"), Some("c1"))).await.unwrap(), 0);
-    assert_eq!(w.push_page(page(hits_for(2..4, "a1"), Some("c2"))).await.unwrap(), 4, "full at 8 rows");
+    assert_eq!(w.push_page(page(hits_for(2..4, "a1"), Some("c2"))).await.unwrap(), 4, "full at 7 rows");
     assert_eq!(db.store.cursor("demo").await.unwrap().as_deref(), Some("c2"));
     let mut w = BatchWriter::new(db.store.clone(), BatchLimits { max_rows: 10_000, max_delay: Duration::from_millis(30) });
     assert_eq!(w.deadline(), None);
@@ -1065,4 +1070,31 @@ async fn a_failed_batch_leaves_nothing_written_and_nothing_staged() {
     assert_eq!(hit_count(&db.store).await, 0);
     assert_eq!(db.store.cursor("demo").await.unwrap(), None);
     assert_eq!(db.store.post_signals("mastodon", "a1").await.unwrap(), None, "nothing staged stays readable");
+}
+
+#[tokio::test]
+async fn stored_accounts_reads_many_at_once_from_the_database_and_the_staged_pages() {
+    let db = db().await;
+    db.store.commit_page(page(hits_for(0..1, "a1"), None)).await.unwrap();
+    db.store.commit_page(page(hits_for(1..2, "a2"), None)).await.unwrap();
+    let _staged = db.store.stage(page(hits_for(2..3, "a3"), None));
+    // More ids than one query takes, with the remembered ones spread among strangers.
+    let strangers: Vec<String> = (0..1200).map(|n| format!("stranger{n}")).collect();
+    let mut ids: Vec<&str> = strangers.iter().map(String::as_str).collect();
+    ids.insert(0, "a1");
+    ids.insert(700, "a3");
+    ids.push("a2");
+    let found = db.store.stored_accounts("mastodon", &ids).await.unwrap();
+    let mut keys: Vec<&str> = found.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["a1", "a2", "a3"]);
+    for (id, stored) in &found {
+        assert_eq!(&stored.account.platform_id, id);
+        assert!(stored.account.bio.is_empty(), "the bio is never handed back");
+        assert_eq!(stored.post_signals.evidence.len(), 1, "{id}");
+    }
+    // One at a time gives the same.
+    let one = db.store.stored_account("mastodon", "a2").await.unwrap().unwrap();
+    assert_eq!(one.account.handle, found["a2"].account.handle);
+    assert!(db.store.stored_accounts("bluesky", &["a1"]).await.unwrap().is_empty(), "another platform's a1");
 }
