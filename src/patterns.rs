@@ -707,7 +707,7 @@ impl WordlistPrefilter {
             return all;
         }
         let n = alts.len();
-        match RegexBuilder::new(&alts.join("|")).size_limit(256 << 20).dfa_size_limit(16 << 20).build() {
+        match RegexBuilder::new(&alts.join("|")).size_limit(256 << 20).dfa_size_limit(64 << 20).build() {
             Ok(regex) => {
                 let jamo_in_table = table_letters.iter().any(|c| (0x1100..=0x11FF).contains(&(*c as u32)));
                 let mut p = WordlistPrefilter { regex: Some(regex), words: n, table_letters, jamo_in_table, bmp_classes: vec![] };
@@ -779,7 +779,7 @@ impl RuleSet {
     pub fn new(rules: Vec<Rule>) -> Result<RuleSet, String> {
         let set = RegexSetBuilder::new(rules.iter().map(|r| r.pattern.as_str()))
             .size_limit(64 << 20)
-            .dfa_size_limit(8 << 20)
+            .dfa_size_limit(32 << 20)
             .build()
             .map_err(|e| format!("compiling the rule set: {e}"))?;
         let wordlist_rules = rules.iter().enumerate().filter(|(_, r)| r.wordlist.is_some()).map(|(i, _)| i).collect();
@@ -1313,7 +1313,7 @@ fn parse_file_full(file: &Path, text: &str, errors: &mut Vec<PatternError>) -> (
 const NEVER: &str = r"[^\s\S]";
 
 fn compile(pattern: &str) -> Result<Regex, regex::Error> {
-    RegexBuilder::new(pattern).size_limit(8 << 20).dfa_size_limit(2 << 20).build()
+    RegexBuilder::new(pattern).size_limit(8 << 20).dfa_size_limit(8 << 20).build()
 }
 
 /// Rewrite `\b` as the ASCII word boundary `(?-u:\b)`, leaving `\\b` (a literal backslash
