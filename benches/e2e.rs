@@ -27,6 +27,9 @@
 //! officers that the classifier flags) is stored exactly once and nothing else is, every
 //! account's cursor mark is its newest status, and the run read all 1,000,000 posts.
 
+#[path = "../tests/common/mod.rs"]
+#[allow(dead_code)] // the tests' helpers: only the config writer is used here
+mod common;
 #[path = "support/measure.rs"]
 mod measure;
 #[path = "support/stream.rs"]
@@ -376,16 +379,9 @@ fn main() {
     server_rt.spawn(async move { axum::serve(listener, app).await.unwrap() });
 
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("e2e.db");
-    let config = dir.path().join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"database = "{db}"
-patterns = "{patterns}"
-operator_contact = "bench@example.invalid"
-
-[[sources]]
+    let db = dir.path().join("monitor.db");
+    let source = format!(
+        r#"[[sources]]
 name = "mastodon-local"
 kind = "mastodon"
 instance = "{base}"
@@ -397,21 +393,9 @@ statuses_per_request = 40
 max_concurrent_requests = 32
 max_requests_per_second = 5000
 max_rate_limit_wait_secs = 60
-
-[mail]
-from = "Exposure Monitor <monitor@example.invalid>"
-transport = "file"
-outbox = "{outbox}"
-
-[routing]
-default = ["psd-triage@example.invalid"]
-"#,
-            db = db.display(),
-            patterns = repo.join("patterns").display(),
-            outbox = dir.path().join("outbox").display(),
-        ),
-    )
-    .unwrap();
+"#
+    );
+    let config = common::config_with_sources(dir.path(), &source, "");
 
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let m = measure::run(std::process::Command::new(measure::binary()).arg("--config").arg(&config).arg("scan"));

@@ -33,6 +33,9 @@ use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::Message;
 
+#[path = "../tests/common/mod.rs"]
+#[allow(dead_code)] // the tests' helpers: only the config writer is used here
+mod common;
 #[path = "support/measure.rs"]
 mod measure;
 #[path = "support/stream.rs"]
@@ -225,28 +228,13 @@ async fn serve(frames: Arc<Vec<Frame>>) -> (SocketAddr, Arc<std::sync::Mutex<Opt
     (addr, sent_all)
 }
 
-fn config_text(dir: &Path, addr: SocketAddr) -> String {
-    format!(
-        r#"database = "{db}"
-patterns = "{patterns}"
-operator_contact = "bench@example.invalid"
-
-[[sources]]
-name = "jet"
-kind = "jetstream"
-hosts = ["ws://{addr}/subscribe"]
-page_ms = {PAGE_MS}
-max_seconds = 600
-
-[mail]
-from = "Exposure Monitor <monitor@example.invalid>"
-
-[routing]
-default = ["psd-triage@example.invalid"]
-"#,
-        db = dir.join("monitor.db").display(),
-        patterns = Path::new(env!("CARGO_MANIFEST_DIR")).join("patterns").display(),
-    )
+/// The benchmark's config: the shared test config (database and outbox in `dir`, the shipped
+/// patterns, the test routes) with one Jetstream source reading the local server.
+fn write_config(dir: &Path, addr: SocketAddr) -> std::path::PathBuf {
+    let source = format!(
+        "[[sources]]\nname = \"jet\"\nkind = \"jetstream\"\nhosts = [\"ws://{addr}/subscribe\"]\npage_ms = {PAGE_MS}\nmax_seconds = 600\n"
+    );
+    common::config_with_sources(dir, &source, "")
 }
 
 fn main() {
@@ -270,8 +258,7 @@ fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("a tokio runtime");
     let (addr, sent_all) = rt.block_on(serve(frames.clone()));
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let config = dir.path().join("config.toml");
-    std::fs::write(&config, config_text(dir.path(), addr)).expect("write the config");
+    let config = write_config(dir.path(), addr);
 
     let m = measure::run(Command::new(measure::binary()).arg("--config").arg(&config).arg("scan"));
     m.assert_success("exposure-monitor scan");
