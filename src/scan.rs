@@ -429,11 +429,18 @@ mod tests {
         }
     }
 
-    async fn scan_scripted(pages: Vec<Result<Page, sources::SourceError>>) -> (SourceSummary, Option<String>) {
+    /// A fresh database in a temporary directory (kept alive by the returned guard) and the
+    /// shipped rules.
+    async fn store_and_detector() -> (tempfile::TempDir, Store, Detector) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("m.db")).await.unwrap();
         let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
         let detector = Detector::load(&repo.join("patterns"), &crate::forces::Forces::embedded()).unwrap();
+        (dir, store, detector)
+    }
+
+    async fn scan_scripted(pages: Vec<Result<Page, sources::SourceError>>) -> (SourceSummary, Option<String>) {
+        let (dir, store, detector) = store_and_detector().await;
         let entry = SourceEntry {
             name: "scripted".into(),
             enabled: true,
@@ -479,10 +486,7 @@ mod tests {
         // Page 1 carries an officer's profile; page 2 only a post of theirs (as Jetstream sends
         // them). With one batch for the whole scan, page 2 is processed before page 1 is
         // committed, and must still know the author is an officer.
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("m.db")).await.unwrap();
-        let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-        let detector = Detector::load(&repo.join("patterns"), &crate::forces::Forces::embedded()).unwrap();
+        let (dir, store, detector) = store_and_detector().await;
         let account = Account {
             platform: "mastodon".into(),
             platform_id: "https://social.example/users/pc_sam".into(),

@@ -131,6 +131,17 @@ fn page(hits: Vec<NewHit>, cursor: Option<&str>) -> PageCommit {
     PageCommit { source: "demo".into(), accounts, hits, cursor: cursor.map(str::to_string) }
 }
 
+/// From now on, inserting a hit on the post `boom` fails (an injected write failure).
+async fn fail_inserting_post_boom(store: &Store) {
+    sqlx::query(
+        "CREATE TRIGGER inject BEFORE INSERT ON hits WHEN NEW.post_platform_id = 'boom' \
+         BEGIN SELECT RAISE(ABORT, 'injected failure'); END",
+    )
+    .execute(&store.pool)
+    .await
+    .unwrap();
+}
+
 async fn hit_count(store: &Store) -> i64 {
     sqlx::query_as::<_, (i64,)>("SELECT count(*) FROM hits").fetch_one(&store.pool).await.unwrap().0
 }
@@ -293,13 +304,7 @@ async fn a_page_that_fails_half_way_leaves_nothing_written() {
     let db = db().await;
     db.store.commit_page(page(vec![hit(HitSpec::default())], Some("p1"))).await.unwrap();
     // Inject a failure on the second hit of the next page, after its account and first hit.
-    sqlx::query(
-        "CREATE TRIGGER inject BEFORE INSERT ON hits WHEN NEW.post_platform_id = 'boom' \
-         BEGIN SELECT RAISE(ABORT, 'injected failure'); END",
-    )
-    .execute(&db.store.pool)
-    .await
-    .unwrap();
+    fail_inserting_post_boom(&db.store).await;
     let bad = page(
         vec![
             hit(HitSpec { post: "p2", author: "a2", handle: "new_account", ..HitSpec::default() }),
@@ -1055,13 +1060,7 @@ async fn a_crash_before_a_batch_commits_loses_it_whole_and_a_rescan_restores_it_
 #[tokio::test]
 async fn a_failed_batch_leaves_nothing_written_and_nothing_staged() {
     let db = db().await;
-    sqlx::query(
-        "CREATE TRIGGER inject BEFORE INSERT ON hits WHEN NEW.post_platform_id = 'boom' \
-         BEGIN SELECT RAISE(ABORT, 'injected failure'); END",
-    )
-    .execute(&db.store.pool)
-    .await
-    .unwrap();
+    fail_inserting_post_boom(&db.store).await;
     let mut w = BatchWriter::new(db.store.clone(), BatchLimits { max_rows: 10_000, max_delay: Duration::from_secs(3600) });
     w.push_page(page(hits_for(0..2, "a1"), Some("c1"))).await.unwrap();
     w.push_page(page(vec![hit(HitSpec { post: "boom", author: "a2", ..HitSpec::default() })], Some("c2"))).await.unwrap();
