@@ -439,16 +439,21 @@ mod tests {
         (dir, store, detector)
     }
 
-    async fn scan_scripted(pages: Vec<Result<Page, sources::SourceError>>) -> (SourceSummary, Option<String>) {
-        let (dir, store, detector) = store_and_detector().await;
-        let entry = SourceEntry {
+    /// The config entry a scripted source runs under.
+    fn scripted_entry(dir: &std::path::Path) -> SourceEntry {
+        SourceEntry {
             name: "scripted".into(),
             enabled: true,
             kind: crate::config::SourceConfig::Replay(crate::sources::replay::ReplayConfig {
-                dir: dir.path().to_path_buf(),
+                dir: dir.to_path_buf(),
                 page_size: 1,
             }),
-        };
+        }
+    }
+
+    async fn scan_scripted(pages: Vec<Result<Page, sources::SourceError>>) -> (SourceSummary, Option<String>) {
+        let (dir, store, detector) = store_and_detector().await;
+        let entry = scripted_entry(dir.path());
         let mut src = Scripted { pages: pages.into_iter().collect() };
         let summary = scan_source(&entry, &mut src, &store, &detector, &|_| {}).await.unwrap();
         (summary, store.cursor("scripted").await.unwrap())
@@ -507,14 +512,7 @@ mod tests {
         };
         let page1 = Page { accounts: vec![account], cursor: Some("c1".into()), ..Default::default() };
         let page2 = Page { posts: vec![post], cursor: Some("c2".into()), done: true, ..Default::default() };
-        let entry = SourceEntry {
-            name: "scripted".into(),
-            enabled: true,
-            kind: crate::config::SourceConfig::Replay(crate::sources::replay::ReplayConfig {
-                dir: dir.path().to_path_buf(),
-                page_size: 1,
-            }),
-        };
+        let entry = scripted_entry(dir.path());
         let mut src = Scripted { pages: vec![Ok(page1), Ok(page2)].into_iter().collect() };
         let limits = BatchLimits { max_rows: 1_000_000, max_delay: std::time::Duration::from_secs(3600) };
         let summary = scan_source_with(&entry, &mut src, &store, &detector, &|_| {}, limits).await.unwrap();
