@@ -28,7 +28,6 @@
 //! account's cursor mark is its newest status, and the run read all 1,000,000 posts.
 
 #[path = "../tests/common/mod.rs"]
-#[allow(dead_code)] // the tests' helpers: only the config writer is used here
 mod common;
 #[path = "support/measure.rs"]
 mod measure;

@@ -34,7 +34,6 @@ use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::Message;
 
 #[path = "../tests/common/mod.rs"]
-#[allow(dead_code)] // the tests' helpers: only the config writer is used here
 mod common;
 #[path = "support/measure.rs"]
 mod measure;

@@ -56,7 +56,7 @@ pub async fn run(
     let entries: Vec<&SourceEntry> = config.enabled_sources().collect();
     let ctx = &ctx;
     let scans = futures_util::stream::iter(entries.into_iter().map(|entry| async move {
-        let mut source = sources::build(entry, &ctx);
+        let mut source = sources::build(entry, ctx);
         scan_source(entry, source.as_mut(), store, detector, progress).await
     }))
     .buffered(CONCURRENT_SOURCES);

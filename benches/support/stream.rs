@@ -132,13 +132,12 @@ impl Iterator for Stream {
 /// A post length in characters: a mix that gives many short posts and a long tail.
 fn post_length(rng: &mut StdRng) -> usize {
     let r: f64 = rng.gen();
-    let len = match r {
+    match r {
         r if r < 0.30 => rng.gen_range(8..60),
         r if r < 0.75 => rng.gen_range(60..180),
         r if r < 0.95 => rng.gen_range(180..300),
         _ => rng.gen_range(300..500),
-    };
-    len
+    }
 }
 
 fn pick<'a, T: ?Sized>(rng: &mut StdRng, items: &'a [&'a T]) -> &'a T {

@@ -207,7 +207,7 @@ impl Store {
                 q.push(" ORDER BY retrieved_at LIMIT 1");
                 if let Some(row) = q.build().fetch_optional(&self.pool).await? {
                     let at: String = row.try_get(0)?;
-                    if oldest.as_ref().is_none_or(|o| at < *o) {
+                    if oldest.as_ref().map_or(true, |o| at < *o) {
                         oldest = Some(at);
                     }
                 }
