@@ -244,10 +244,12 @@ async fn process_page(
         posts_by_author.entry(post.author_id.as_str()).or_default().push(post);
     }
     let mut commit = PageCommit { source: source_name.to_string(), accounts: vec![], hits: vec![], cursor: page.cursor.clone() };
+    let mut remembered =
+        remembered_accounts(store, page.accounts.iter().map(|a| (a.platform.as_str(), a.platform_id.as_str()))).await?;
     for account in &page.accounts {
         let first_time = seen.insert((account.platform.clone(), account.platform_id.clone()));
         let posts = posts_by_author.remove(account.platform_id.as_str()).unwrap_or_default();
-        let stored = store.post_signals(&account.platform, &account.platform_id).await?;
+        let stored = remembered.remove(&(account.platform.clone(), account.platform_id.clone())).map(|s| s.post_signals);
         let was_stored = stored.is_some();
         let mut signals: PostSignals = stored.unwrap_or_default();
         for post in &posts {
@@ -262,17 +264,13 @@ async fn process_page(
     // of them (names and the verdict reached with their profile) plus the signals of their
     // posts, so accounts whose posts alone identify them are found too.
     let mut authors: Vec<(&str, Vec<&Post>)> = posts_by_author.into_iter().collect();
-    authors.sort_by(|a, b| (posts_platform(&a.1), a.0).cmp(&(posts_platform(&b.1), b.0)));
-    // What the store remembers of them, read per platform in a few queries, not one per author.
-    let mut remembered: HashMap<String, StoredAccount> = HashMap::new();
-    for group in authors.chunk_by(|a, b| posts_platform(&a.1) == posts_platform(&b.1)) {
-        let ids: Vec<&str> = group.iter().map(|(author, _)| *author).collect();
-        remembered.extend(store.stored_accounts(posts_platform(&group[0].1), &ids).await?);
-    }
+    authors.sort_by_key(|(author, _)| *author);
+    let mut remembered =
+        remembered_accounts(store, authors.iter().map(|(author, posts)| (posts[0].platform.as_str(), *author))).await?;
     for (author, posts) in authors {
         let platform = posts[0].platform.clone();
         let first_time = seen.insert((platform.clone(), author.to_string()));
-        let stored = remembered.remove(author);
+        let stored = remembered.remove(&(platform.clone(), author.to_string()));
         let was_stored = stored.is_some();
         let (account, stored_verdict, mut signals) = match stored {
             Some(s) => (s.account, Some(s.verdict), s.post_signals),
@@ -307,9 +305,24 @@ async fn process_page(
     Ok(commit)
 }
 
-/// The platform of an author's posts (an author's posts all come from one platform).
-fn posts_platform<'a>(posts: &[&'a Post]) -> &'a str {
-    posts.first().map_or("", |p| p.platform.as_str())
+/// What the store remembers of the accounts of a page, keyed by (platform, id): read per
+/// platform a few hundred at a time, not one query per account (a page of a whole-network stream
+/// has an author per post).
+async fn remembered_accounts<'a>(
+    store: &Store,
+    accounts: impl Iterator<Item = (&'a str, &'a str)>,
+) -> Result<HashMap<(String, String), StoredAccount>, StoreError> {
+    let mut by_platform: std::collections::BTreeMap<&str, Vec<&str>> = std::collections::BTreeMap::new();
+    for (platform, id) in accounts {
+        by_platform.entry(platform).or_default().push(id);
+    }
+    let mut remembered = HashMap::new();
+    for (platform, ids) in by_platform {
+        for (id, stored) in store.stored_accounts(platform, &ids).await? {
+            remembered.insert((platform.to_string(), id), stored);
+        }
+    }
+    Ok(remembered)
 }
 
 /// One author of a page and what is known of them.

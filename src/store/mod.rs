@@ -745,18 +745,7 @@ impl Store {
 
     /// Accumulated post signals for accounts of a source, by platform id.
     pub async fn post_signals(&self, platform: &str, platform_id: &str) -> Result<Option<PostSignals>> {
-        if let Some(u) = self.staged_account(platform, platform_id) {
-            return Ok(Some(u.post_signals));
-        }
-        let row: Option<(String,)> = sqlx::query_as("SELECT post_signals FROM accounts WHERE platform = ? AND platform_id = ?")
-            .bind(platform)
-            .bind(platform_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        match row {
-            Some((json,)) => Ok(Some(parse_json(&json, || format!("account {platform}/{platform_id}, column post_signals"))?)),
-            None => Ok(None),
-        }
+        Ok(self.stored_account(platform, platform_id).await?.map(|s| s.post_signals))
     }
 
     /// What is remembered of an account (no bio: the store never keeps one): its names, the
