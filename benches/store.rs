@@ -142,6 +142,56 @@ fn main() {
             if let Some(keep) = std::env::var_os("STORE_BENCH_KEEP") {
                 std::fs::copy(store.path(), keep).unwrap();
             }
+            if limits.max_rows > 1 {
+                sqlite_alone(store.path(), rows).await;
+            }
         }
     });
+}
+
+/// The ceiling: SQLite copying the same rows by itself (`INSERT ... SELECT` from the database
+/// just written, 5,000 rows a transaction, same pragmas), into the migrated schema and into a
+/// table with no index at all. No Rust, no serialising, no binding: what the engine and this
+/// disk allow for these rows, as `rg` is for the classify bench.
+async fn sqlite_alone(written: &Path, rows: usize) {
+    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+    use sqlx::{ConnectOptions, Connection};
+    let dir = tempfile::tempdir().unwrap();
+    // Migrated by the program's own `Store::open`, then written through one bare connection.
+    let target = dir.path().join("copy.db");
+    Store::open(&target).await.unwrap().close().await;
+    let mut conn = SqliteConnectOptions::new()
+        .filename(&target)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .pragma("cache_size", "-32768")
+        .pragma("temp_store", "MEMORY")
+        .connect()
+        .await
+        .unwrap();
+    sqlx::query("ATTACH ? AS src").bind(written.display().to_string()).execute(&mut conn).await.unwrap();
+    sqlx::query("CREATE TABLE bare AS SELECT * FROM src.hits WHERE 0").execute(&mut conn).await.unwrap();
+    let (max_id,): (i64,) = sqlx::query_as("SELECT max(id) FROM src.hits").fetch_one(&mut conn).await.unwrap();
+    for (label, table) in [("into the schema (every hits index)", "hits"), ("into a table with no index", "bare")] {
+        let start = Instant::now();
+        let cpu_start = cpu_secs();
+        for first in (1..=max_id).step_by(5_000) {
+            let mut tx = conn.begin().await.unwrap();
+            sqlx::query(&format!("INSERT INTO main.{table} SELECT * FROM src.hits WHERE id BETWEEN ? AND ?"))
+                .bind(first)
+                .bind(first + 4_999)
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+        }
+        let secs = start.elapsed().as_secs_f64();
+        let cpu = cpu_secs() - cpu_start;
+        println!(
+            "store: ceiling, SQLite alone copying the same {rows} rows {label}: {:.0} rows/s; {:.0} rows per CPU second",
+            rows as f64 / secs,
+            rows as f64 / cpu
+        );
+    }
+    conn.close().await.unwrap();
 }

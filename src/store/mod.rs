@@ -718,9 +718,11 @@ impl Store {
         // Scan pages are written through one connection of their own with a larger page cache:
         // a batch touches index pages all over the hit indexes, and with SQLite's default 2 MiB
         // cache they are spilled and re-read again and again once the database outgrows it.
+        // Its statement journals (a multi-row insert that fails half-way is undone by one) are
+        // kept in memory, not written to a temporary file: one statement's pages at most.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
-            .connect_with(options.pragma("cache_size", WRITER_CACHE_SIZE))
+            .connect_with(options.pragma("cache_size", WRITER_CACHE_SIZE).pragma("temp_store", "MEMORY"))
             .await
             .map_err(open_err)?;
         Ok(Store { pool, writer, path: path.to_path_buf(), staged: Default::default() })
