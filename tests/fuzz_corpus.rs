@@ -22,6 +22,10 @@ const TARGETS: &[Target] = &[
     ("reddit_about", fuzz_common::reddit_about::run),
     ("rss_feed", fuzz_common::rss_feed::run),
     ("jetstream_event", fuzz_common::jetstream_event::run),
+    ("cursors", fuzz_common::cursors::run),
+    ("rate_headers", fuzz_common::rate_headers::run),
+    ("forces", fuzz_common::forces::run),
+    ("config", fuzz_common::config::run),
 ];
 
 fn fuzz_dir() -> PathBuf {

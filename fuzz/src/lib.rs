@@ -10,6 +10,12 @@ use std::sync::OnceLock;
 pub mod bluesky_feed;
 #[path = "targets/bluesky_profiles.rs"]
 pub mod bluesky_profiles;
+#[path = "targets/config.rs"]
+pub mod config;
+#[path = "targets/cursors.rs"]
+pub mod cursors;
+#[path = "targets/forces.rs"]
+pub mod forces;
 #[path = "targets/html_to_text.rs"]
 pub mod html_to_text;
 #[path = "targets/jetstream_event.rs"]
@@ -20,6 +26,8 @@ pub mod mastodon_accounts;
 pub mod mastodon_statuses;
 #[path = "targets/patterns.rs"]
 pub mod patterns;
+#[path = "targets/rate_headers.rs"]
+pub mod rate_headers;
 #[path = "targets/reddit_about.rs"]
 pub mod reddit_about;
 #[path = "targets/reddit_listing.rs"]

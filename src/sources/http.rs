@@ -576,20 +576,29 @@ fn leading_number(v: &str) -> Option<f64> {
     v[..end].parse::<f64>().ok().filter(|n| n.is_finite() && *n >= 0.0)
 }
 
+/// The longest wait a rate-limit header can ask for; anything further off is read as this. It is
+/// longer than any `max_wait`, so the request fails as rate-limited, as it would have; and a
+/// hostile or broken header (`x-ratelimit-reset: 1e300`, `Retry-After: 99999999999999`) cannot
+/// overflow the time arithmetic that follows and panic the scan.
+pub const MAX_RATE_WAIT: Duration = Duration::from_secs(366 * 24 * 3600);
+
 /// A reset value: seconds from now (small numbers), epoch seconds (large numbers), ISO-8601 /
-/// RFC 3339, or an HTTP date. A reset in the past is `Some(0)`.
+/// RFC 3339, or an HTTP date. A reset in the past is `Some(0)`; at most [`MAX_RATE_WAIT`].
 pub fn parse_reset(v: &str, now: SystemTime) -> Option<Duration> {
     let v = v.trim();
-    let until = |t: SystemTime| Some(t.duration_since(now).unwrap_or(Duration::ZERO));
+    let until = |t: SystemTime| Some(t.duration_since(now).unwrap_or(Duration::ZERO).min(MAX_RATE_WAIT));
     if let Ok(n) = v.parse::<f64>() {
         if !n.is_finite() || n < 0.0 {
             return None;
         }
         // A delta is never a billion seconds (31 years); an epoch always is, since 2001.
         return if n >= 1e9 {
-            until(SystemTime::UNIX_EPOCH + Duration::from_secs_f64(n))
+            match Duration::try_from_secs_f64(n).ok().and_then(|d| SystemTime::UNIX_EPOCH.checked_add(d)) {
+                Some(t) => until(t),
+                None => Some(MAX_RATE_WAIT),
+            }
         } else {
-            Some(Duration::from_secs_f64(n))
+            Some(Duration::from_secs_f64(n).min(MAX_RATE_WAIT))
         };
     }
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(v) {
@@ -599,13 +608,13 @@ pub fn parse_reset(v: &str, now: SystemTime) -> Option<Duration> {
     httpdate::parse_http_date(v).ok().and_then(until)
 }
 
-/// `Retry-After`: delta seconds or an HTTP date.
+/// `Retry-After`: delta seconds or an HTTP date; at most [`MAX_RATE_WAIT`].
 pub fn parse_retry_after(v: &str) -> Option<Duration> {
     let v = v.trim();
     if let Ok(n) = v.parse::<u64>() {
-        return Some(Duration::from_secs(n));
+        return Some(Duration::from_secs(n).min(MAX_RATE_WAIT));
     }
-    httpdate::parse_http_date(v).ok().map(|t| t.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO))
+    httpdate::parse_http_date(v).ok().map(|t| t.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO).min(MAX_RATE_WAIT))
 }
 
 fn update_rate(host: &Host, headers: &HeaderMap, have_retry_after: bool) {
@@ -683,6 +692,22 @@ mod tests {
         assert_eq!(parse_reset("soon", now), None);
         assert_eq!(parse_reset("-5", now), None);
         assert_eq!(parse_reset("Tue, 01 Dec 2026 00:00:10 GMT", now), Some(Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn absurd_resets_and_retry_afters_are_clamped_not_a_panic() {
+        let now = at("2026-12-01T00:00:00Z");
+        for v in ["1e300", "1.7976931348623157e308", "18446744073709551616", "99999999999999999999.5", "999999999.9"] {
+            let d = parse_reset(v, now).unwrap();
+            assert!(d <= MAX_RATE_WAIT, "{v}: {d:?}");
+        }
+        assert_eq!(parse_reset("1e300", now), Some(MAX_RATE_WAIT));
+        assert_eq!(parse_reset("9999-12-31T23:59:59Z", now), Some(MAX_RATE_WAIT));
+        assert_eq!(parse_retry_after("18446744073709551615"), Some(MAX_RATE_WAIT));
+        // And what the client does with them: a reset stored as an Instant.
+        let h = headers(&[("x-ratelimit-remaining", "0"), ("x-ratelimit-reset", "1e300")]);
+        assert_eq!(parse_rate_headers(&h, now).reset_in, Some(MAX_RATE_WAIT));
+        let _ = Instant::now() + MAX_RATE_WAIT;
     }
 
     #[test]
