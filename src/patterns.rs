@@ -237,6 +237,15 @@ impl Rule {
 
     /// [`Rule::find`]; `prefiltered` says a word-list rule's prefilter already passed `text`.
     fn find_after(&self, text: &str, words: &mut WordIndex, prefiltered: bool) -> Vec<Range<usize>> {
+        // A match counts only next to a `near` match: when the text has none, no match can
+        // count, and one `is_match` scan (which may stop early and finds no start) replaces
+        // the rule's own search and the context searches. Most texts in which a rule with
+        // `near` is a candidate have no `near` word at all.
+        if let Some(near) = &self.near {
+            if !near.regex.is_match(text) {
+                return Vec::new();
+            }
+        }
         let mut spans = Vec::new();
         let mut near_spans: Vec<Range<usize>> = Vec::new();
         let mut near_all: Option<Vec<Range<usize>>> = None;
