@@ -603,23 +603,27 @@ impl WordlistPrefilter {
         // ends any word in progress (see `ends_words`) becomes a space, and any other character
         // it can never read as a letter becomes one it may only skip (U+0001). A Japanese or
         // Korean sentence then no longer passes as one long string of letters.
-        let mapped: String = text
-            .chars()
-            .map(|c| {
-                if c.is_ascii() {
-                    return c;
-                }
-                let class = match self.bmp_classes.get(c as usize) {
-                    Some(&k) => k,
-                    None => self.class_of(c),
-                };
-                match class {
-                    KEEP => c,
-                    ENDS_WORD => ' ',
-                    _ => '\u{1}',
-                }
-            })
-            .collect();
+        // Copied in runs (most characters, ASCII or kept, are unchanged), not char by char.
+        let mut mapped = String::with_capacity(text.len());
+        let mut run = 0;
+        for (i, c) in text.char_indices() {
+            if c.is_ascii() {
+                continue;
+            }
+            let class = match self.bmp_classes.get(c as usize) {
+                Some(&k) => k,
+                None => self.class_of(c),
+            };
+            let replacement = match class {
+                KEEP => continue,
+                ENDS_WORD => ' ',
+                _ => '\u{1}',
+            };
+            mapped.push_str(&text[run..i]);
+            mapped.push(replacement);
+            run = i + c.len_utf8();
+        }
+        mapped.push_str(&text[run..]);
         re.is_match(&mapped)
     }
 
