@@ -235,8 +235,7 @@ pub fn lang_of_scores(text: &str, eng: usize, cym: usize, ask_whatlang: bool) ->
         Some(Lang::Cym)
     } else if eng >= 2 && eng >= 3 * cym.max(1) {
         Some(Lang::Eng)
-    } else if ask_whatlang && eng + cym == 0 && text.chars().filter(|c| c.is_alphabetic()).nth(40).is_some() {
-        // No function words of either: only a long text is worth asking whatlang about.
+    } else if ask_whatlang && whatlang_may_decide(text, eng, cym) {
         match whatlang::detect_lang(text)? {
             whatlang::Lang::Eng => Some(Lang::Eng),
             _ => None,
@@ -244,6 +243,13 @@ pub fn lang_of_scores(text: &str, eng: usize, cym: usize, ask_whatlang: bool) ->
     } else {
         None
     }
+}
+
+/// Whether [`lang_of_scores`] would ask whatlang about `text` (with `ask_whatlang`): when it
+/// has no function words of either language and is long enough to be worth asking. Otherwise
+/// its answer does not depend on whatlang.
+pub fn whatlang_may_decide(text: &str, eng: usize, cym: usize) -> bool {
+    eng + cym == 0 && text.chars().filter(|c| c.is_alphabetic()).nth(40).is_some()
 }
 
 /// A platform language hint (`en`, `cy`, `eng`, `cym`, `en-GB`, ...) as a rule language.
