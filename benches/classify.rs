@@ -10,7 +10,9 @@
 //!
 //! Settings (environment):
 //! - `CLASSIFY_POSTS`: posts per pass (default 1,000,000; a smaller N for callgrind);
-//! - `CLASSIFY_PARTS`: comma-separated parts to run, of `base`, `rg`, `scale` (default all).
+//! - `CLASSIFY_PARTS`: comma-separated parts to run, of `base`, `rg`, `scale` (default all);
+//! - `CLASSIFY_EXTRA`: comma-separated counts of synthetic rules for `scale` (default `100,500`;
+//!   e.g. `500` alone to profile that pass).
 //!
 //! Posts come from `support/stream.rs` in chunks of 10,000 (memory stays bounded); only the
 //! `classify` calls are timed, on this one thread. The reference writes the same texts
@@ -90,7 +92,8 @@ fn main() {
             p.print("shipped rules");
             p
         });
-        for extra in [100usize, 500] {
+        let extras = std::env::var("CLASSIFY_EXTRA").unwrap_or_else(|_| "100,500".into());
+        for extra in extras.split(',').map(|x| x.trim().parse::<usize>().expect("CLASSIFY_EXTRA: counts of rules")) {
             let dir = tmp.path().join(format!("patterns-{extra}"));
             write_rule_dir(&patterns, &dir, extra);
             let started = Instant::now();

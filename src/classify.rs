@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{Category, Lang, Post, Severity};
 use crate::normalise;
-use crate::patterns::{mask_phrases, RuleKind, RuleSet};
+use crate::patterns::{mask_phrases, RuleKind, RuleMatch, RuleSet};
 use regex::Regex;
 
 /// One rule that fired on a post.
@@ -80,16 +80,17 @@ impl Classifier {
     /// The rule language for a post: a usable platform hint wins unless the text is clearly
     /// in the other rule language; `None` means "apply both".
     pub fn post_lang(post: &Post, text: &str) -> Option<Lang> {
-        Self::post_lang_with(post, text, true)
+        let (eng, cym) = normalise::lang_scores(text);
+        Self::settle_lang(Self::hinted_lang(post), normalise::lang_of_scores(text, eng, cym, true))
     }
 
-    /// [`Classifier::post_lang`]; without `ask_whatlang`, a text with no function words of
-    /// either language is not sent to whatlang (see [`normalise::lang_of_scores`]).
-    fn post_lang_with(post: &Post, text: &str, ask_whatlang: bool) -> Option<Lang> {
-        let hinted = post.lang_hints.iter().find_map(|h| normalise::lang_from_hint(h));
-        let (eng, cym) = normalise::lang_scores(text);
-        // whatlang's only useful answer is English, which changes nothing under an English hint.
-        let detected = normalise::lang_of_scores(text, eng, cym, ask_whatlang && hinted != Some(Lang::Eng));
+    /// The first platform hint that names a rule language.
+    fn hinted_lang(post: &Post) -> Option<Lang> {
+        post.lang_hints.iter().find_map(|h| normalise::lang_from_hint(h))
+    }
+
+    /// [`Classifier::post_lang`] from the hinted and the detected language.
+    fn settle_lang(hinted: Option<Lang>, detected: Option<Lang>) -> Option<Lang> {
         match (hinted, detected) {
             (Some(h), Some(d)) if h != d => None,
             (Some(h), _) => Some(h),
@@ -99,20 +100,36 @@ impl Classifier {
 
     /// Classify a post: its text and alt texts, in the rule language of [`Classifier::post_lang`].
     ///
-    /// The language is settled only as far as the findings need it: when none of the rules
-    /// that may fire on the text is limited to one language, whatlang (the slow last resort
-    /// of detection) is not asked, and `lang` is what the hint and function words say.
+    /// The language is settled only as far as the findings need it. whatlang (the slow last
+    /// resort of detection) can only answer English, and only for a long text without function
+    /// words of either language under no English hint; that answer changes which rules apply
+    /// only for rules limited to one language. So for such a text every candidate rule is run,
+    /// and whatlang is asked only when one of those limited rules fired (the findings of the
+    /// rules that do not apply are then dropped); otherwise `lang` is what the hint and function
+    /// words say.
     pub fn classify(&self, post: &Post) -> Classification {
         let text = post.full_text();
         // Same byte offsets as `text`, so spans stay valid for the original.
         let masked = mask_phrases(self.allowed_phrases.as_ref(), &text);
         let candidates = self.rules.candidates(&masked);
-        let lang_matters = candidates.iter().any(|&i| {
-            let r = &self.rules.rules[i];
-            !(r.applies_to(Some(Lang::Eng)) && r.applies_to(Some(Lang::Cym)))
-        });
-        let lang = Self::post_lang_with(post, &text, lang_matters);
-        self.classify_candidates(&masked, lang, &candidates)
+        let hinted = Self::hinted_lang(post);
+        let (eng, cym) = normalise::lang_scores(&text);
+        let lang = Self::settle_lang(hinted, normalise::lang_of_scores(&text, eng, cym, false));
+        if candidates.is_empty() || hinted == Some(Lang::Eng) || !normalise::whatlang_may_decide(&text, eng, cym) {
+            // whatlang would not be asked (or there is nothing it could change): `lang` is final.
+            return self.classify_candidates(&masked, lang, &candidates);
+        }
+        // Whatever whatlang says, the language is `lang` or one that applies more rules than
+        // it (English under a Welsh hint makes it "both"; under no hint `lang` is already
+        // "both"): run every candidate, which a rule's result does not depend on.
+        let fired = self.rules.matches_among(&masked, &candidates, |_| true);
+        let limited = |r: &crate::patterns::Rule| !(r.applies_to(Some(Lang::Eng)) && r.applies_to(Some(Lang::Cym)));
+        let lang = if fired.iter().any(|m| limited(m.rule)) {
+            Self::settle_lang(hinted, normalise::lang_of_scores(&text, eng, cym, true))
+        } else {
+            lang
+        };
+        Self::combine(&masked, lang, fired.into_iter().filter(|m| m.rule.applies_to(lang)))
     }
 
     /// Classify a plain text whose rule language is `lang` (`None`: both).
@@ -122,13 +139,18 @@ impl Classifier {
         self.classify_candidates(&masked, lang, &candidates)
     }
 
-    /// Run the candidate rules of a masked text and combine what fired.
+    /// Run the candidate rules of a masked text that apply to `lang` and combine what fired.
     fn classify_candidates(&self, text: &str, lang: Option<Lang>, candidates: &[usize]) -> Classification {
-        let mut out = Classification { lang, ..Default::default() };
         if candidates.is_empty() {
-            return out;
+            return Classification { lang, ..Default::default() };
         }
-        for m in self.rules.matches_among(text, candidates, |r| r.applies_to(lang)) {
+        Self::combine(text, lang, self.rules.matches_among(text, candidates, |r| r.applies_to(lang)))
+    }
+
+    /// The classification of a text in `lang` whose rules `fired`.
+    fn combine<'a>(text: &str, lang: Option<Lang>, fired: impl IntoIterator<Item = RuleMatch<'a>>) -> Classification {
+        let mut out = Classification { lang, ..Default::default() };
+        for m in fired {
             let RuleKind::Category(category) = m.rule.kind else {
                 continue;
             };

@@ -237,6 +237,15 @@ impl Rule {
 
     /// [`Rule::find`]; `prefiltered` says a word-list rule's prefilter already passed `text`.
     fn find_after(&self, text: &str, words: &mut WordIndex, prefiltered: bool) -> Vec<Range<usize>> {
+        // A match counts only next to a `near` match: when the text has none, no match can
+        // count, and one `is_match` scan (which may stop early and finds no start) replaces
+        // the rule's own search and the context searches. Most texts in which a rule with
+        // `near` is a candidate have no `near` word at all.
+        if let Some(near) = &self.near {
+            if !near.regex.is_match(text) {
+                return Vec::new();
+            }
+        }
         let mut spans = Vec::new();
         let mut near_spans: Vec<Range<usize>> = Vec::new();
         let mut near_all: Option<Vec<Range<usize>>> = None;
@@ -594,23 +603,27 @@ impl WordlistPrefilter {
         // ends any word in progress (see `ends_words`) becomes a space, and any other character
         // it can never read as a letter becomes one it may only skip (U+0001). A Japanese or
         // Korean sentence then no longer passes as one long string of letters.
-        let mapped: String = text
-            .chars()
-            .map(|c| {
-                if c.is_ascii() {
-                    return c;
-                }
-                let class = match self.bmp_classes.get(c as usize) {
-                    Some(&k) => k,
-                    None => self.class_of(c),
-                };
-                match class {
-                    KEEP => c,
-                    ENDS_WORD => ' ',
-                    _ => '\u{1}',
-                }
-            })
-            .collect();
+        // Copied in runs (most characters, ASCII or kept, are unchanged), not char by char.
+        let mut mapped = String::with_capacity(text.len());
+        let mut run = 0;
+        for (i, c) in text.char_indices() {
+            if c.is_ascii() {
+                continue;
+            }
+            let class = match self.bmp_classes.get(c as usize) {
+                Some(&k) => k,
+                None => self.class_of(c),
+            };
+            let replacement = match class {
+                KEEP => continue,
+                ENDS_WORD => ' ',
+                _ => '\u{1}',
+            };
+            mapped.push_str(&text[run..i]);
+            mapped.push(replacement);
+            run = i + c.len_utf8();
+        }
+        mapped.push_str(&text[run..]);
         re.is_match(&mapped)
     }
 
