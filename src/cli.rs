@@ -333,7 +333,7 @@ fn tune_allocator() {
     {
         let cores = std::thread::available_parallelism().map_or(2, usize::from);
         let settings = [
-            ("MALLOC_ARENA_MAX", libc::M_ARENA_MAX, cores.clamp(1, 8) as libc::c_int),
+            ("MALLOC_ARENA_MAX", libc::M_ARENA_MAX, cores as libc::c_int),
             ("MALLOC_MMAP_THRESHOLD_", libc::M_MMAP_THRESHOLD, 128 * 1024),
         ];
         for (env, param, value) in settings {
