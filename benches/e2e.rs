@@ -26,6 +26,12 @@
 //! this process: every hit the pipeline should find (posts of accounts identified as serving
 //! officers that the classifier flags) is stored exactly once and nothing else is, every
 //! account's cursor mark is its newest status, and the run read all 1,000,000 posts.
+//!
+//! For profiling (the goals are then not the point):
+//! - `E2E_POSTS=N` serves N posts instead of 1,000,000 (same 20,000 accounts);
+//! - `E2E_WRAP="heaptrack -o /tmp/e2e"` (or `valgrind --tool=massif ...`) runs the scan under
+//!   that command; the peak RSS printed is then the wrapper's, not the program's;
+//! - `MEASURE_RSS_TRACE=FILE` writes the child's VmRSS over time (see `support/measure.rs`).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -54,7 +60,8 @@ use exposure_monitor::patterns::Detector;
 use exposure_monitor::sources::mastodon::{self, ApiAccount, ApiMedia, ApiStatus};
 use stream::{Stream, StreamSpec};
 
-const POSTS: usize = 1_000_000;
+/// Posts served, unless `E2E_POSTS` says otherwise (profiling a smaller run).
+const DEFAULT_POSTS: usize = 1_000_000;
 const ACCOUNTS: usize = 20_000;
 const THROTTLE_EVERY: u64 = 600;
 const THROTTLE_MS: u64 = 20;
@@ -125,12 +132,17 @@ fn content_html(text: &str) -> String {
     format!("<p>{}</p>", escape_html(text))
 }
 
+/// Posts served: `E2E_POSTS`, or [`DEFAULT_POSTS`].
+fn posts_to_serve() -> usize {
+    std::env::var("E2E_POSTS").ok().and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_POSTS)
+}
+
 impl World {
-    fn build(base: String) -> World {
+    fn build(base: String, posts_n: usize) -> World {
         let mut stream = Stream::new(StreamSpec { accounts: ACCOUNTS, platform: "mastodon", ..StreamSpec::default() });
         let mut by_account: Vec<Vec<u32>> = vec![vec![]; ACCOUNTS];
-        let mut posts = Vec::with_capacity(POSTS);
-        for n in 0..POSTS {
+        let mut posts = Vec::with_capacity(posts_n);
+        for n in 0..posts_n {
             let sp = stream.next_post();
             by_account[sp.author].push(n as u32);
             posts.push(Post {
@@ -299,8 +311,9 @@ fn main() {
     let base = format!("http://{addr}");
 
     let setup = Instant::now();
-    let world = Arc::new(World::build(base.clone()));
-    println!("e2e: {POSTS} posts by {ACCOUNTS} accounts generated in {:.1} s", setup.elapsed().as_secs_f64());
+    let total_posts = posts_to_serve();
+    let world = Arc::new(World::build(base.clone(), total_posts));
+    println!("e2e: {total_posts} posts by {ACCOUNTS} accounts generated in {:.1} s", setup.elapsed().as_secs_f64());
 
     // The reference: the same stages in this process, on the posts as the source will see them.
     let detector = Detector::load(&repo.join("patterns"), &Forces::embedded()).expect("load patterns/");
@@ -313,7 +326,7 @@ fn main() {
     {
         let spec = StreamSpec { accounts: ACCOUNTS, platform: "mastodon", ..StreamSpec::default() };
         let mut labels = Stream::new(spec);
-        let risky: Vec<bool> = (0..POSTS).map(|_| labels.next_post().risky).collect();
+        let risky: Vec<bool> = (0..total_posts).map(|_| labels.next_post().risky).collect();
         for (i, posts) in world.by_account.iter().enumerate() {
             let api: ApiAccount = serde_json::from_str(&world.account_json[i]).unwrap();
             let account = mastodon::to_account(&api, &base, &domain);
@@ -397,7 +410,17 @@ max_rate_limit_wait_secs = 60
     let config = common::config_with_sources(dir.path(), &source, "");
 
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let m = measure::run(std::process::Command::new(measure::binary()).arg("--config").arg(&config).arg("scan"));
+    // `E2E_WRAP`: a profiler command line to run the scan under (split on whitespace).
+    let wrap: Vec<String> = std::env::var("E2E_WRAP").unwrap_or_default().split_whitespace().map(str::to_string).collect();
+    let mut cmd = match wrap.split_first() {
+        Some((program, args)) => {
+            let mut c = std::process::Command::new(program);
+            c.args(args).arg(measure::binary());
+            c
+        }
+        None => std::process::Command::new(measure::binary()),
+    };
+    let m = measure::run(cmd.arg("--config").arg(&config).arg("scan"));
     if m.exit_code != Some(0) {
         eprintln!(
             "stdout:\n{}\nstderr:\n{}",
@@ -443,8 +466,8 @@ max_rate_limit_wait_secs = 60
     let secs = m.wall.as_secs_f64();
     let rss = m.peak_rss_mib();
     println!(
-        "e2e: scan of {POSTS} posts: {secs:.1} s wall ({:.0} posts/s), peak RSS {rss:.1} MiB; load before: {}",
-        POSTS as f64 / secs,
+        "e2e: scan of {total_posts} posts: {secs:.1} s wall ({:.0} posts/s), peak RSS {rss:.1} MiB; load before: {}",
+        total_posts as f64 / secs,
         load.trim()
     );
     println!(
@@ -457,10 +480,14 @@ max_rate_limit_wait_secs = 60
         expected.len(),
         cursor.pass.is_none()
     );
-    let correct =
-        lost == 0 && extra == 0 && duplicates == 0 && wrong_marks == 0 && cursor.pass.is_none() && posts_read as usize == POSTS;
+    let correct = lost == 0
+        && extra == 0
+        && duplicates == 0
+        && wrong_marks == 0
+        && cursor.pass.is_none()
+        && posts_read as usize == total_posts;
     let verdict = |ok: bool| if ok { "MET" } else { "MISSED" };
-    println!("e2e: goal no loss, no duplicate, all {POSTS} posts read, cursors right: {}", verdict(correct));
+    println!("e2e: goal no loss, no duplicate, all {total_posts} posts read, cursors right: {}", verdict(correct));
     println!("e2e: goal wall <= {GOAL_SECS:.0} s: {secs:.1} s -> {}", verdict(secs <= GOAL_SECS));
     println!("e2e: goal peak RSS <= {GOAL_RSS_MIB:.0} MB: {rss:.1} MiB -> {}", verdict(rss * 1.048576 <= GOAL_RSS_MIB));
     if !correct {

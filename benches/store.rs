@@ -164,7 +164,7 @@ async fn sqlite_alone(written: &Path, rows: usize) {
         .filename(&target)
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Full)
-        .pragma("cache_size", "-32768")
+        .pragma("cache_size", "-8192")
         .pragma("temp_store", "MEMORY")
         .connect()
         .await

@@ -290,6 +290,7 @@ fn parse_since(s: &str) -> Result<DateTime<Utc>, String> {
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
+    tune_allocator();
     let cli = Cli::parse();
     init_logging(cli.log_format, cli.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -308,6 +309,39 @@ pub fn main() -> ExitCode {
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+/// Keep glibc malloc from holding on to memory the program has freed, so that a long scan's
+/// resident size stays near what it uses (measured with `cargo bench --bench e2e`: a 1M-post scan
+/// peaked at 144 MiB with glibc's defaults, 121 MiB with both settings; the scan was not slower).
+///
+/// - One arena per core at most (`M_ARENA_MAX`): by default every thread that allocates gets an
+///   arena of its own, up to eight per core, and what one arena frees is not reused by another.
+///   A scan allocates on the tokio workers and on each SQLite connection's thread (sqlx), so
+///   freed pages, posts and cursors were stranded in several arenas.
+/// - A fixed mmap threshold (`M_MMAP_THRESHOLD`, glibc's initial 128 KiB): glibc otherwise raises
+///   the threshold to the size of the largest block freed so far (up to 32 MiB), after which the
+///   megabyte buffers a scan makes for every page (the page's posts, a source cursor with a mark
+///   per account, response bodies) come from the arenas and leave them fragmented instead of
+///   going back to the system when freed. An mmap per such buffer costs nothing measurable.
+///
+/// An operator's `MALLOC_ARENA_MAX` / `MALLOC_MMAP_THRESHOLD_` environment variables win.
+fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        let cores = std::thread::available_parallelism().map_or(2, usize::from);
+        let settings = [
+            ("MALLOC_ARENA_MAX", libc::M_ARENA_MAX, cores as libc::c_int),
+            ("MALLOC_MMAP_THRESHOLD_", libc::M_MMAP_THRESHOLD, 128 * 1024),
+        ];
+        for (env, param, value) in settings {
+            if std::env::var_os(env).is_none() {
+                // SAFETY: mallopt only sets allocator parameters; it is called before any other
+                // thread exists. A refusal (0) leaves glibc's default, which is only more memory.
+                unsafe { libc::mallopt(param, value) };
+            }
         }
     }
 }

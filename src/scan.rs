@@ -231,19 +231,22 @@ fn is_rate_limited(e: &sources::SourceError) -> bool {
 /// Identify the authors on a page and classify the posts of those who are serving police.
 async fn process_page(
     source_name: &str,
-    page: Page,
+    mut page: Page,
     store: &Store,
     detector: &Detector,
     summary: &mut SourceSummary,
     seen: &mut std::collections::HashSet<(String, String)>,
 ) -> Result<PageCommit, StoreError> {
     let retrieved_at = Utc::now();
+    // The cursor moves into the commit, not copied: a cursor such as Mastodon's, with a mark per
+    // account, is megabytes, and the scan already holds one per page in flight.
+    let cursor = page.cursor.take();
     summary.posts_read += page.posts.len() as u64;
     let mut posts_by_author: HashMap<&str, Vec<&Post>> = HashMap::new();
     for post in &page.posts {
         posts_by_author.entry(post.author_id.as_str()).or_default().push(post);
     }
-    let mut commit = PageCommit { source: source_name.to_string(), accounts: vec![], hits: vec![], cursor: page.cursor.clone() };
+    let mut commit = PageCommit { source: source_name.to_string(), accounts: vec![], hits: vec![], cursor };
     let mut remembered =
         remembered_accounts(store, page.accounts.iter().map(|a| (a.platform.as_str(), a.platform_id.as_str()))).await?;
     for account in &page.accounts {

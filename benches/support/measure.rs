@@ -64,12 +64,33 @@ pub fn run(cmd: &mut Command) -> Measured {
     });
     let pid = child.id() as libc::pid_t;
     let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // `MEASURE_RSS_TRACE=FILE`: also write "seconds VmRSS-KiB VmHWM-KiB threads" every 100 ms,
+    // to see what grows when (profiling; off by default).
+    let mut trace = std::env::var_os("MEASURE_RSS_TRACE").and_then(|p| std::fs::File::create(p).ok());
     let sampler = {
         let done = done.clone();
         std::thread::spawn(move || {
             let mut peak = 0;
+            let mut n = 0u64;
             while !done.load(std::sync::atomic::Ordering::Acquire) {
-                peak = peak.max(vm_hwm_kib(&format!("/proc/{pid}/status")));
+                let path = format!("/proc/{pid}/status");
+                peak = peak.max(vm_hwm_kib(&path));
+                if let Some(f) = trace.as_mut() {
+                    if n % 20 == 0 {
+                        if let Ok(status) = std::fs::read_to_string(&path) {
+                            let field = |k: &str| status_field(&status, k).unwrap_or(0);
+                            let line = format!(
+                                "{:.2} {} {} {}\n",
+                                start.elapsed().as_secs_f64(),
+                                field("VmRSS:"),
+                                field("VmHWM:"),
+                                field("Threads:")
+                            );
+                            std::io::Write::write_all(f, line.as_bytes()).ok();
+                        }
+                    }
+                    n += 1;
+                }
                 std::thread::sleep(SAMPLE_EVERY);
             }
             peak
@@ -128,10 +149,10 @@ pub fn own_peak_rss_kib() -> u64 {
 
 /// `VmHWM` from a `/proc/<pid>/status` file, in KiB (0 once the process has exited).
 fn vm_hwm_kib(status: &str) -> u64 {
-    std::fs::read_to_string(status)
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        })
-        .unwrap_or(0)
+    std::fs::read_to_string(status).ok().and_then(|s| status_field(&s, "VmHWM:")).unwrap_or(0)
+}
+
+/// The number after `key` (e.g. `VmRSS:`) in the text of a `/proc/<pid>/status` file.
+fn status_field(status: &str, key: &str) -> Option<u64> {
+    status.lines().find(|l| l.starts_with(key)).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
 }

@@ -543,7 +543,11 @@ impl Cursor {
     }
 
     pub fn to_json(&self) -> String {
-        serde_json::to_string(self).expect("cursor serialises")
+        let mut json = serde_json::to_string(self).expect("cursor serialises");
+        // The text was grown by doubling; with a mark per account it is megabytes, and the scan
+        // holds one per page in flight: keep only what it uses.
+        json.shrink_to_fit();
+        json
     }
 }
 

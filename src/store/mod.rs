@@ -572,9 +572,12 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
 
 /// Account rows in one multi-row upsert (11 parameters each).
 const ACCOUNTS_PER_STATEMENT: usize = 64;
-/// Page cache of the connection that commits scan pages: 32 MiB (negative: KiB, as SQLite
-/// takes it), within the program's 128 MB budget.
-const WRITER_CACHE_SIZE: &str = "-32768";
+/// Page cache of the connection that commits scan pages: 8 MiB (negative: KiB, as SQLite
+/// takes it). It fills up whatever it is set to (a scan rewrites its source's cursor, megabytes
+/// for a Mastodon source, every batch), and the program's fixed costs are ~100 MiB of the
+/// 128 MB budget: 32 MiB took the e2e scan over it. See the README ("Memory") for the speed
+/// measured with each.
+const WRITER_CACHE_SIZE: &str = "-8192";
 /// Hit rows in one multi-row insert (16 parameters each; SQLite allows 32,766 per statement).
 const HITS_PER_STATEMENT: usize = 64;
 
