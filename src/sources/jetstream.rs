@@ -192,16 +192,20 @@ struct RawCommit<'a> {
     record: Option<&'a serde_json::value::RawValue>,
 }
 
+/// A post record, borrowed from the frame where its JSON has no escapes (most text does not):
+/// a post is parsed for every event of the network, so each copy counts.
 #[derive(Deserialize)]
-struct PostRecord {
-    #[serde(default)]
-    text: String,
-    #[serde(default, rename = "createdAt")]
-    created_at: Option<String>,
-    #[serde(default)]
-    langs: Vec<String>,
-    #[serde(default)]
-    embed: Option<serde_json::Value>,
+struct PostRecord<'a> {
+    #[serde(default, borrow)]
+    text: std::borrow::Cow<'a, str>,
+    #[serde(default, rename = "createdAt", borrow)]
+    created_at: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, borrow)]
+    langs: Vec<std::borrow::Cow<'a, str>>,
+    /// Left unparsed: most embeds (links, quoted posts, images without alt text) hold no alt
+    /// text, and only those that may are parsed (see [`embed_alt_texts`]).
+    #[serde(default, borrow)]
+    embed: Option<&'a serde_json::value::RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -229,6 +233,15 @@ fn clip(s: &str) -> String {
         end -= 1;
     }
     s[..end].to_string()
+}
+
+/// [`clip`] of a field that may already be owned (unescaped by the parser): not copied again.
+fn clip_cow(s: std::borrow::Cow<'_, str>) -> String {
+    if s.len() <= MAX_FIELD_BYTES {
+        s.into_owned()
+    } else {
+        clip(&s)
+    }
 }
 
 /// A DID as Jetstream sends it (`did:<method>:<id>`, no spaces or slashes).
@@ -276,6 +289,16 @@ fn alt_texts(embed: &serde_json::Value) -> Vec<String> {
     out
 }
 
+/// [`alt_texts`] of an embed still in its JSON. An embed whose text has no `"alt"` key (nor any
+/// escape, which could spell one) cannot hold an alt text, and is not parsed at all.
+fn embed_alt_texts(embed: &serde_json::value::RawValue) -> Result<Vec<String>, serde_json::Error> {
+    let json = embed.get();
+    if !json.contains("\"alt\"") && !json.contains('\\') {
+        return Ok(vec![]);
+    }
+    Ok(alt_texts(&serde_json::from_str(json)?))
+}
+
 fn time_of(time_us: i64) -> Option<DateTime<Utc>> {
     Utc.timestamp_micros(time_us).single()
 }
@@ -306,6 +329,11 @@ pub fn parse_event(text: &str) -> Result<JetstreamEvent, String> {
         (POST_COLLECTION, "create") => {
             let record = commit.record.ok_or("a post create without `record`")?;
             let rec: PostRecord = serde_json::from_str(record.get()).map_err(|e| format!("post record: {e}"))?;
+            // Valid JSON already (a raw value of the frame): this cannot fail in practice.
+            let alt_texts = match rec.embed {
+                Some(embed) => embed_alt_texts(embed).map_err(|e| format!("post record: {e}"))?,
+                None => vec![],
+            };
             let at = time_of(time_us).expect("checked above");
             // `createdAt` is what the client declared: a time that does not parse, or is far in
             // the future, gives way to the time Jetstream saw the post.
@@ -323,8 +351,8 @@ pub fn parse_event(text: &str) -> Result<JetstreamEvent, String> {
                 platform_id: format!("at://{did}/{POST_COLLECTION}/{rkey}"),
                 author_id: did.to_string(),
                 created_at,
-                text: clip(&rec.text),
-                alt_texts: rec.embed.as_ref().map(alt_texts).unwrap_or_default(),
+                text: clip_cow(rec.text),
+                alt_texts,
                 lang_hints: rec.langs.iter().take(3).map(|l| l.chars().take(35).collect()).collect(),
                 url: Some(format!("https://bsky.app/profile/{did}/post/{rkey}")),
             };
@@ -396,7 +424,8 @@ pub struct JetstreamSource {
 
 /// What reading one frame gave.
 enum Read {
-    Frame(String),
+    /// A text frame, as received (not copied: it is parsed in place).
+    Frame(tungstenite::Utf8Bytes),
     Binary(usize),
     /// Nothing arrived before the deadline.
     Timeout,
@@ -521,7 +550,7 @@ impl JetstreamSource {
                 Err(_) => Read::Timeout,
                 Ok(None) => Read::Lost("connection closed".into()),
                 Ok(Some(Err(e))) => Read::Lost(e.to_string()),
-                Ok(Some(Ok(Message::Text(t)))) => Read::Frame(t.as_str().to_string()),
+                Ok(Some(Ok(Message::Text(t)))) => Read::Frame(t),
                 Ok(Some(Ok(Message::Binary(b)))) => Read::Binary(b.len()),
                 Ok(Some(Ok(Message::Close(frame)))) => Read::Lost(
                     frame.map(|f| format!("closed by server: {} {}", f.code, f.reason)).unwrap_or("closed by server".into()),
@@ -635,7 +664,7 @@ impl Source for JetstreamSource {
                     self.failures = 0;
                     self.fresh = false;
                     self.events_read += 1;
-                    match parse_event(&text) {
+                    match parse_event(text.as_str()) {
                         Err(e) => page.skipped.push(format!(
                             "{}: frame after time_us {}: {e}",
                             self.name,
