@@ -17,6 +17,12 @@
 //! Jetstream sends whatever the collection filter). The server honours `wantedCollections` and
 //! `cursor`, sends everything as fast as the client reads, then stays open and silent, so the
 //! scan ends on a quiet page as it does when caught up.
+//!
+//! `JETSTREAM_WRAP` (a command line, split on whitespace) runs the child under that command, to
+//! profile the scan on the same stream, e.g.
+//!
+//!     JETSTREAM_EVENTS=60000 JETSTREAM_WRAP="valgrind --tool=callgrind --callgrind-out-file=/tmp/jet.cg" \
+//!         cargo bench --bench jetstream
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -259,7 +265,19 @@ fn main() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let config = write_config(dir.path(), addr);
 
-    let m = measure::run(Command::new(measure::binary()).arg("--config").arg(&config).arg("scan"));
+    // `JETSTREAM_WRAP` runs the child under another command, for profiling, e.g.
+    // `JETSTREAM_WRAP="valgrind --tool=callgrind --callgrind-out-file=/tmp/jet.cg"`
+    // (split on whitespace; the figures are then the wrapper's, not the program's).
+    let wrap: Vec<String> = std::env::var("JETSTREAM_WRAP").unwrap_or_default().split_whitespace().map(str::to_string).collect();
+    let mut cmd = match wrap.split_first() {
+        Some((program, args)) => {
+            let mut c = Command::new(program);
+            c.args(args).arg(measure::binary());
+            c
+        }
+        None => Command::new(measure::binary()),
+    };
+    let m = measure::run(cmd.arg("--config").arg(&config).arg("scan"));
     m.assert_success("exposure-monitor scan");
     let events = frames.len() as f64;
     // The scan ends on one quiet page after the last event.

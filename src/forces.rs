@@ -14,7 +14,7 @@ use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use anyhow::{bail, Context};
 use serde::Deserialize;
 
@@ -150,10 +150,15 @@ impl Forces {
         if !problems.is_empty() {
             bail!("{origin}: {}", problems.join("; "));
         }
+        // Always a DFA: left to itself the builder makes one only for up to 100 patterns and
+        // otherwise walks a (contiguous) NFA, several times slower a byte. The names (100+)
+        // and areas (200+) have too many first letters for a prefilter to skip text, and every
+        // post read is scanned, so the walk is the cost; the DFAs take a few hundred KB.
         let build = |pats: &[String], ci: bool| -> anyhow::Result<AhoCorasick> {
             AhoCorasickBuilder::new()
                 .ascii_case_insensitive(ci)
                 .match_kind(MatchKind::LeftmostLongest)
+                .kind(Some(AhoCorasickKind::DFA))
                 .build(pats)
                 .with_context(|| format!("building force matcher for {origin}"))
         };
@@ -181,13 +186,27 @@ impl Forces {
 
     /// Every force mentioned in `text`, on whole words, in text order.
     pub fn find(&self, text: &str) -> Vec<Mention> {
+        self.find_kinds(text, true)
+    }
+
+    /// [`Forces::find`] without area mentions: names and abbreviations only, for callers that
+    /// pass areas over (post signals). Areas are matched last and never hide a name or an
+    /// abbreviation, so the mentions found are exactly those of `find` that are not areas; the
+    /// area automaton (over 200 place names) is simply not run.
+    pub fn find_named(&self, text: &str) -> Vec<Mention> {
+        self.find_kinds(text, false)
+    }
+
+    fn find_kinds(&self, text: &str, areas: bool) -> Vec<Mention> {
         let m = &self.matchers;
         let mut out = Vec::new();
-        for (ac, to, kind) in [
+        let kinds = [
             (&m.names, &m.names_to, MentionKind::Name),
             (&m.abbrevs, &m.abbrevs_to, MentionKind::Abbreviation),
             (&m.areas, &m.areas_to, MentionKind::Area),
-        ] {
+        ];
+        for (ac, to, kind) in &kinds[..if areas { 3 } else { 2 }] {
+            let kind = *kind;
             for hit in ac.find_iter(text) {
                 let span = hit.start()..hit.end();
                 if !whole_word(text, &span) {
@@ -251,6 +270,22 @@ mod tests {
         assert!(f.find("we met at the gmpx meetup").is_empty());
         let m = f.find("Heddwas efo Heddlu Gogledd Cymru 🚓");
         assert_eq!(m[0].force, "North Wales Police");
+    }
+
+    #[test]
+    fn find_named_is_find_without_the_areas() {
+        let f = Forces::embedded();
+        for text in [
+            "PC 7719 | Response, Bolton | GMP | views my own",
+            "Essex Police in Chelmsford, then the Met, then Kent Police at Maidstone",
+            "Greater Manchester Police covers Bolton, Wigan and Salford; GMP for short",
+            "Heddlu Gogledd Cymru yn Wrecsam, Heddlu De Cymru yng Nghaerdydd",
+            "Cumbria, Durham, Dorset: no force named here",
+            "",
+        ] {
+            let all: Vec<Mention> = f.find(text).into_iter().filter(|m| m.kind != MentionKind::Area).collect();
+            assert_eq!(f.find_named(text), all, "{text}");
+        }
     }
 
     #[test]

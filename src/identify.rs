@@ -236,10 +236,9 @@ impl Identifier {
             let first = &m.spans[0];
             out.evidence.push(Evidence { source: source(), signal: m.rule.id.clone(), text: clip(&text[first.clone()]) });
         }
-        for f in self.forces.find(&text) {
-            if f.kind != MentionKind::Area {
-                out.evidence.push(Evidence { source: source(), signal: FORCE_SIGNAL.into(), text: f.force });
-            }
+        // Area names ("Essex", "Bolton") are no evidence in a post: not even looked for.
+        for f in self.forces.find_named(&text) {
+            out.evidence.push(Evidence { source: source(), signal: FORCE_SIGNAL.into(), text: f.force });
         }
         out
     }
@@ -255,6 +254,13 @@ impl Identifier {
                 role: None,
                 evidence: vec![Evidence { source: EvidenceSource::DisplayName, signal: ALLOWLIST_SIGNAL.into(), text: entry }],
             };
+        }
+        // Nothing to go on: no name or bio (an author known only by id, as most authors of a
+        // stream post are) and no signal in their posts. Every score below would be zero, and
+        // with positive thresholds a zero score is `none`: answered without the work (the
+        // common case of a whole-network stream).
+        if account.display_name.is_empty() && account.bio.is_empty() && posts.is_empty() && th.serving > 0.0 && th.counter > 0.0 {
+            return IdentityVerdict { identity: Identity::None, score: 0.0, force: None, role: None, evidence: vec![] };
         }
         let mut evidence = Vec::new();
         let mut tally = Tally::default();
@@ -500,6 +506,16 @@ mod tests {
             ],
         );
         assert_ne!(v.identity, Identity::Serving, "{v:?}");
+    }
+
+    #[test]
+    fn an_author_with_nothing_to_go_on_is_none_as_the_full_reckoning_says() {
+        let d = detector();
+        let quick = verdict(&d, "", "", &[]);
+        assert_eq!(quick, IdentityVerdict { identity: Identity::None, score: 0.0, force: None, role: None, evidence: vec![] });
+        // A blank bio is not empty: it goes through every step, to the same answer.
+        assert_eq!(verdict(&d, "", " ", &[]), quick);
+        assert_eq!(verdict(&d, "", "", &["Lovely weather for the match today"]), quick);
     }
 
     #[test]

@@ -138,7 +138,7 @@ pub async fn scan_source_with(
     // Stage 2: identify and classify, staging each page's results for the writer.
     let process = async {
         let mut summary = SourceSummary { source: name.to_string(), ..Default::default() };
-        let mut seen_accounts = std::collections::HashSet::new();
+        let mut seen_accounts = SeenAccounts::default();
         while let Some(page) = page_rx.recv().await {
             tally_page(name, &page, &mut summary);
             let commit = match process_page(name, page, store, detector, &mut summary, &mut seen_accounts).await {
@@ -235,7 +235,7 @@ async fn process_page(
     store: &Store,
     detector: &Detector,
     summary: &mut SourceSummary,
-    seen: &mut std::collections::HashSet<(String, String)>,
+    seen: &mut SeenAccounts,
 ) -> Result<PageCommit, StoreError> {
     let retrieved_at = Utc::now();
     // The cursor moves into the commit, not copied: a cursor such as Mastodon's, with a mark per
@@ -250,9 +250,9 @@ async fn process_page(
     let mut remembered =
         remembered_accounts(store, page.accounts.iter().map(|a| (a.platform.as_str(), a.platform_id.as_str()))).await?;
     for account in &page.accounts {
-        let first_time = seen.insert((account.platform.clone(), account.platform_id.clone()));
+        let first_time = seen.insert(&account.platform, &account.platform_id);
         let posts = posts_by_author.remove(account.platform_id.as_str()).unwrap_or_default();
-        let stored = remembered.remove(&(account.platform.clone(), account.platform_id.clone())).map(|s| s.post_signals);
+        let stored = remembered.take(&account.platform, &account.platform_id).map(|s| s.post_signals);
         let was_stored = stored.is_some();
         let mut signals: PostSignals = stored.unwrap_or_default();
         for post in &posts {
@@ -271,15 +271,15 @@ async fn process_page(
     let mut remembered =
         remembered_accounts(store, authors.iter().map(|(author, posts)| (posts[0].platform.as_str(), *author))).await?;
     for (author, posts) in authors {
-        let platform = posts[0].platform.clone();
-        let first_time = seen.insert((platform.clone(), author.to_string()));
-        let stored = remembered.remove(&(platform.clone(), author.to_string()));
+        let platform = posts[0].platform.as_str();
+        let first_time = seen.insert(platform, author);
+        let stored = remembered.take(platform, author);
         let was_stored = stored.is_some();
         let (account, stored_verdict, mut signals) = match stored {
             Some(s) => (s.account, Some(s.verdict), s.post_signals),
             None => (
                 Account {
-                    platform: platform.clone(),
+                    platform: platform.to_string(),
                     platform_id: author.to_string(),
                     handle: author.to_string(),
                     display_name: String::new(),
@@ -308,24 +308,59 @@ async fn process_page(
     Ok(commit)
 }
 
-/// What the store remembers of the accounts of a page, keyed by (platform, id): read per
-/// platform a few hundred at a time, not one query per account (a page of a whole-network stream
-/// has an author per post).
+/// The accounts seen in a scan of one source, per platform: looked up by `&str`, so an author
+/// seen before (most authors of a busy stream, on every page) costs no allocation.
+#[derive(Default)]
+struct SeenAccounts {
+    by_platform: HashMap<String, std::collections::HashSet<String>>,
+    len: usize,
+}
+
+impl SeenAccounts {
+    /// Note the account; `true` the first time it is seen.
+    fn insert(&mut self, platform: &str, id: &str) -> bool {
+        let ids = match self.by_platform.get_mut(platform) {
+            Some(ids) => ids,
+            None => self.by_platform.entry(platform.to_string()).or_default(),
+        };
+        if ids.contains(id) {
+            return false;
+        }
+        ids.insert(id.to_string());
+        self.len += 1;
+        true
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+}
+
+/// What the store remembers of the accounts of a page, per platform and id (taken out by
+/// `&str`, without building an owned key per author).
+struct Remembered(HashMap<String, HashMap<String, StoredAccount>>);
+
+impl Remembered {
+    fn take(&mut self, platform: &str, id: &str) -> Option<StoredAccount> {
+        self.0.get_mut(platform)?.remove(id)
+    }
+}
+
+/// What the store remembers of the accounts of a page: read per platform a few hundred at a
+/// time, not one query per account (a page of a whole-network stream has an author per post).
 async fn remembered_accounts<'a>(
     store: &Store,
     accounts: impl Iterator<Item = (&'a str, &'a str)>,
-) -> Result<HashMap<(String, String), StoredAccount>, StoreError> {
+) -> Result<Remembered, StoreError> {
     let mut by_platform: std::collections::BTreeMap<&str, Vec<&str>> = std::collections::BTreeMap::new();
     for (platform, id) in accounts {
         by_platform.entry(platform).or_default().push(id);
     }
     let mut remembered = HashMap::new();
     for (platform, ids) in by_platform {
-        for (id, stored) in store.stored_accounts(platform, &ids).await? {
-            remembered.insert((platform.to_string(), id), stored);
-        }
+        remembered.insert(platform.to_string(), store.stored_accounts(platform, &ids).await?);
     }
-    Ok(remembered)
+    Ok(Remembered(remembered))
 }
 
 /// One author of a page and what is known of them.

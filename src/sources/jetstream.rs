@@ -167,17 +167,23 @@ impl JetstreamEvent {
     }
 }
 
-/// The envelope of a frame, borrowed from it; the record is left unparsed until the event is
-/// known to be a post or profile (one pass, no JSON tree of the whole event).
+/// The envelope of a frame, borrowed from it, with the commit as `C`: [`Commit`] (one pass, see
+/// [`parse_event`]) or [`RawCommit`] (the record left unparsed until the event is known to be a
+/// post or profile). Never a JSON tree of the whole event.
 #[derive(Deserialize)]
-struct RawEvent<'a> {
+#[serde(bound(deserialize = "C: Deserialize<'de>"))]
+struct RawEvent<'a, C> {
     #[serde(borrow)]
     did: std::borrow::Cow<'a, str>,
     time_us: i64,
     #[serde(borrow)]
     kind: std::borrow::Cow<'a, str>,
-    #[serde(default, borrow)]
-    commit: Option<RawCommit<'a>>,
+    #[serde(default = "none")]
+    commit: Option<C>,
+}
+
+fn none<C>() -> Option<C> {
+    None
 }
 
 #[derive(Deserialize)]
@@ -192,16 +198,125 @@ struct RawCommit<'a> {
     record: Option<&'a serde_json::value::RawValue>,
 }
 
+/// A commit with its record parsed as it was met, when `collection` and `operation` came before
+/// it (as Jetstream sends them) and say post create or profile create/update; raw otherwise.
+/// Read by a visitor that accepts less than [`RawCommit`] (no escaped keys or values, no
+/// missing or repeated fields): whatever it refuses is read again as a [`RawCommit`].
+struct Commit<'a> {
+    operation: std::borrow::Cow<'a, str>,
+    collection: std::borrow::Cow<'a, str>,
+    rkey: std::borrow::Cow<'a, str>,
+    record: Record<'a>,
+}
+
+enum Record<'a> {
+    Missing,
+    Raw(&'a serde_json::value::RawValue),
+    Post(PostRecord<'a>),
+    Profile(ProfileRecord),
+}
+
+impl<'a> From<RawCommit<'a>> for Commit<'a> {
+    fn from(c: RawCommit<'a>) -> Commit<'a> {
+        let record = c.record.map_or(Record::Missing, Record::Raw);
+        Commit { operation: c.operation, collection: c.collection, rkey: c.rkey, record }
+    }
+}
+
+impl<'a> Record<'a> {
+    fn post(self) -> Result<PostRecord<'a>, String> {
+        match self {
+            Record::Post(rec) => Ok(rec),
+            Record::Raw(raw) => serde_json::from_str(raw.get()).map_err(|e| format!("post record: {e}")),
+            Record::Missing => Err("a post create without `record`".into()),
+            // Typed by the collection read before it: cannot happen.
+            Record::Profile(_) => Err("post record: read as a profile".into()),
+        }
+    }
+
+    fn profile(self) -> Result<ProfileRecord, String> {
+        match self {
+            Record::Profile(rec) => Ok(rec),
+            Record::Raw(raw) => serde_json::from_str(raw.get()).map_err(|e| format!("profile record: {e}")),
+            Record::Missing => Err("a profile update without `record`".into()),
+            Record::Post(_) => Err("profile record: read as a post".into()),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Commit<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{Error, IgnoredAny, MapAccess, Visitor};
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Commit<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a Jetstream commit")
+            }
+            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Commit<'de>, M::Error> {
+                let (mut operation, mut collection, mut rkey): (Option<&str>, Option<&str>, Option<&str>) = (None, None, None);
+                let mut record: Option<Record<'de>> = None;
+                while let Some(key) = map.next_key::<&'de str>()? {
+                    let slot = match key {
+                        "operation" => &mut operation,
+                        "collection" => &mut collection,
+                        "rkey" => &mut rkey,
+                        "record" => {
+                            if record.is_some() {
+                                return Err(M::Error::duplicate_field("record"));
+                            }
+                            record = Some(match (collection, operation) {
+                                (Some(POST_COLLECTION), Some("create")) => {
+                                    map.next_value::<Option<PostRecord>>()?.map_or(Record::Missing, Record::Post)
+                                }
+                                (Some(PROFILE_COLLECTION), Some("create" | "update")) => {
+                                    map.next_value::<Option<ProfileRecord>>()?.map_or(Record::Missing, Record::Profile)
+                                }
+                                _ => {
+                                    map.next_value::<Option<&serde_json::value::RawValue>>()?.map_or(Record::Missing, Record::Raw)
+                                }
+                            });
+                            continue;
+                        }
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                            continue;
+                        }
+                    };
+                    if slot.is_some() {
+                        return Err(M::Error::custom("a repeated field"));
+                    }
+                    *slot = Some(map.next_value::<&'de str>()?);
+                }
+                let (Some(operation), Some(collection), Some(rkey)) = (operation, collection, rkey) else {
+                    return Err(M::Error::custom("a missing field"));
+                };
+                Ok(Commit {
+                    operation: operation.into(),
+                    collection: collection.into(),
+                    rkey: rkey.into(),
+                    record: record.unwrap_or(Record::Missing),
+                })
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// A post record, borrowed from the frame where its JSON has no escapes (most text does not):
+/// a post is parsed for every event of the network, so each copy counts.
 #[derive(Deserialize)]
-struct PostRecord {
-    #[serde(default)]
-    text: String,
-    #[serde(default, rename = "createdAt")]
-    created_at: Option<String>,
-    #[serde(default)]
-    langs: Vec<String>,
-    #[serde(default)]
-    embed: Option<serde_json::Value>,
+struct PostRecord<'a> {
+    #[serde(default, borrow)]
+    text: std::borrow::Cow<'a, str>,
+    #[serde(default, rename = "createdAt", borrow)]
+    created_at: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, borrow)]
+    langs: Vec<std::borrow::Cow<'a, str>>,
+    /// Left unparsed: most embeds (links, quoted posts, images without alt text) hold no alt
+    /// text, and only those that may are parsed (see [`embed_alt_texts`]).
+    #[serde(default, borrow)]
+    embed: Option<&'a serde_json::value::RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -229,6 +344,15 @@ fn clip(s: &str) -> String {
         end -= 1;
     }
     s[..end].to_string()
+}
+
+/// [`clip`] of a field that may already be owned (unescaped by the parser): not copied again.
+fn clip_cow(s: std::borrow::Cow<'_, str>) -> String {
+    if s.len() <= MAX_FIELD_BYTES {
+        s.into_owned()
+    } else {
+        clip(&s)
+    }
 }
 
 /// A DID as Jetstream sends it (`did:<method>:<id>`, no spaces or slashes).
@@ -276,14 +400,40 @@ fn alt_texts(embed: &serde_json::Value) -> Vec<String> {
     out
 }
 
+/// [`alt_texts`] of an embed still in its JSON. An embed whose text has no `"alt"` key (nor any
+/// escape, which could spell one) cannot hold an alt text, and is not parsed at all.
+fn embed_alt_texts(embed: &serde_json::value::RawValue) -> Result<Vec<String>, serde_json::Error> {
+    let json = embed.get();
+    if !json.contains("\"alt\"") && !json.contains('\\') {
+        return Ok(vec![]);
+    }
+    Ok(alt_texts(&serde_json::from_str(json)?))
+}
+
 fn time_of(time_us: i64) -> Option<DateTime<Utc>> {
     Utc.timestamp_micros(time_us).single()
 }
 
 /// Parse one Jetstream v1 frame. An error says what is wrong with it (the caller skips and
 /// counts it).
+///
+/// Read in one pass when the frame is as Jetstream sends it (see [`Commit`]); a frame that pass
+/// refuses is read again the careful way (envelope, then record), which says what is wrong
+/// with it. Both give the same event for any frame the first accepts.
 pub fn parse_event(text: &str) -> Result<JetstreamEvent, String> {
-    let raw: RawEvent = serde_json::from_str(text).map_err(|e| format!("not a Jetstream event: {e}"))?;
+    match serde_json::from_str::<RawEvent<Commit>>(text) {
+        Ok(raw) => event_of(raw),
+        Err(_) => parse_event_carefully(text),
+    }
+}
+
+/// [`parse_event`] the careful way: the envelope with the record raw, then the record.
+fn parse_event_carefully(text: &str) -> Result<JetstreamEvent, String> {
+    let raw: RawEvent<RawCommit> = serde_json::from_str(text).map_err(|e| format!("not a Jetstream event: {e}"))?;
+    event_of(RawEvent { did: raw.did, time_us: raw.time_us, kind: raw.kind, commit: raw.commit.map(Commit::from) })
+}
+
+fn event_of(raw: RawEvent<Commit>) -> Result<JetstreamEvent, String> {
     let time_us = raw.time_us;
     if time_us <= 0 || time_of(time_us).is_none() {
         return Err(format!("time_us {time_us} is not a time"));
@@ -304,8 +454,12 @@ pub fn parse_event(text: &str) -> Result<JetstreamEvent, String> {
     let what = || format!("{} {}", commit.operation, commit.collection);
     match (&*commit.collection, &*commit.operation) {
         (POST_COLLECTION, "create") => {
-            let record = commit.record.ok_or("a post create without `record`")?;
-            let rec: PostRecord = serde_json::from_str(record.get()).map_err(|e| format!("post record: {e}"))?;
+            let rec = commit.record.post()?;
+            // Valid JSON already (a raw value of the frame): this cannot fail in practice.
+            let alt_texts = match rec.embed {
+                Some(embed) => embed_alt_texts(embed).map_err(|e| format!("post record: {e}"))?,
+                None => vec![],
+            };
             let at = time_of(time_us).expect("checked above");
             // `createdAt` is what the client declared: a time that does not parse, or is far in
             // the future, gives way to the time Jetstream saw the post.
@@ -323,16 +477,15 @@ pub fn parse_event(text: &str) -> Result<JetstreamEvent, String> {
                 platform_id: format!("at://{did}/{POST_COLLECTION}/{rkey}"),
                 author_id: did.to_string(),
                 created_at,
-                text: clip(&rec.text),
-                alt_texts: rec.embed.as_ref().map(alt_texts).unwrap_or_default(),
+                text: clip_cow(rec.text),
+                alt_texts,
                 lang_hints: rec.langs.iter().take(3).map(|l| l.chars().take(35).collect()).collect(),
                 url: Some(format!("https://bsky.app/profile/{did}/post/{rkey}")),
             };
             Ok(JetstreamEvent::Post { time_us, post })
         }
         (PROFILE_COLLECTION, "create" | "update") => {
-            let record = commit.record.ok_or("a profile update without `record`")?;
-            let rec: ProfileRecord = serde_json::from_str(record.get()).map_err(|e| format!("profile record: {e}"))?;
+            let rec = commit.record.profile()?;
             let mut bio = clip(rec.description.as_deref().unwrap_or(""));
             for extra in [&rec.pronouns, &rec.website].into_iter().flatten() {
                 if !extra.trim().is_empty() {
@@ -396,7 +549,8 @@ pub struct JetstreamSource {
 
 /// What reading one frame gave.
 enum Read {
-    Frame(String),
+    /// A text frame, as received (not copied: it is parsed in place).
+    Frame(tungstenite::Utf8Bytes),
     Binary(usize),
     /// Nothing arrived before the deadline.
     Timeout,
@@ -521,7 +675,7 @@ impl JetstreamSource {
                 Err(_) => Read::Timeout,
                 Ok(None) => Read::Lost("connection closed".into()),
                 Ok(Some(Err(e))) => Read::Lost(e.to_string()),
-                Ok(Some(Ok(Message::Text(t)))) => Read::Frame(t.as_str().to_string()),
+                Ok(Some(Ok(Message::Text(t)))) => Read::Frame(t),
                 Ok(Some(Ok(Message::Binary(b)))) => Read::Binary(b.len()),
                 Ok(Some(Ok(Message::Close(frame)))) => Read::Lost(
                     frame.map(|f| format!("closed by server: {} {}", f.code, f.reason)).unwrap_or("closed by server".into()),
@@ -635,7 +789,7 @@ impl Source for JetstreamSource {
                     self.failures = 0;
                     self.fresh = false;
                     self.events_read += 1;
-                    match parse_event(&text) {
+                    match parse_event(text.as_str()) {
                         Err(e) => page.skipped.push(format!(
                             "{}: frame after time_us {}: {e}",
                             self.name,
@@ -778,6 +932,45 @@ mod tests {
             })
             .count();
         assert_eq!(with_alts, raw_alts);
+    }
+
+    #[test]
+    fn the_one_pass_reading_agrees_with_the_careful_one() {
+        let mut frames = lines("fixtures/platforms/bluesky/jetstream_v1_capture_152_events.jsonl").unwrap_or_default();
+        frames.extend(lines("fixtures/platforms/bluesky/jetstream_v1_golden_10_events.jsonl").unwrap_or_default());
+        let post = r#"{"did":"did:plc:abc","time_us":1700000000000000,"kind":"commit","commit":{"rev":"r","operation":"create","collection":"app.bsky.feed.post","rkey":"3k","record":{"$type":"app.bsky.feed.post","text":"Night shift, custody rammed","createdAt":"2023-11-14T22:13:20Z","langs":["en"],"embed":{"$type":"app.bsky.embed.images","images":[{"alt":"a cordon"}]}},"cid":"c"}}"#;
+        let profile = r#"{"did":"did:plc:abc","time_us":1700000000000001,"kind":"commit","commit":{"rev":"r","operation":"update","collection":"app.bsky.actor.profile","rkey":"self","record":{"displayName":"PC Jo","description":"Response, Kent Police"},"cid":"c"}}"#;
+        // As Jetstream sends them, the one pass reads the record as it meets it.
+        for (frame, typed) in [(post, "post"), (profile, "profile")] {
+            let raw: RawEvent<Commit> = serde_json::from_str(frame).unwrap();
+            let got = match raw.commit.unwrap().record {
+                Record::Post(_) => "post",
+                Record::Profile(_) => "profile",
+                Record::Raw(_) | Record::Missing => "raw",
+            };
+            assert_eq!(got, typed);
+        }
+        frames.extend([post.to_string(), profile.to_string()]);
+        // Record before collection, escaped values and keys, a repeated field, a null or bad
+        // record, a commit as an array: the careful reading decides, and both agree.
+        frames.extend([
+            post.replace(r#""operation":"create","collection":"app.bsky.feed.post","rkey":"3k","record""#, r#""rkey":"3k","record""#)
+                .replace(r#","cid":"c"}"#, r#","operation":"create","collection":"app.bsky.feed.post","cid":"c"}"#),
+            post.replace(r#""collection":"app.bsky.feed.post""#, r#""collection":"app.bsky.feed.post""#),
+            post.replace(r#""rkey":"3k""#, r#""rkey":"3k""#),
+            post.replace(r#""rkey":"3k""#, r#""rkey":"3k","rkey":"3j""#),
+            post.replace(r#","cid":"c"}"#, r#","record":{"text":"again"},"cid":"c"}"#),
+            post.replace(r#""text":"Night shift, custody rammed""#, r#""text":7"#),
+            post.replace(r#""text":"Night shift, custody rammed""#, r#""text":"Night "shift"
+é"#),
+            profile.replace(r#""record":{"displayName":"PC Jo","description":"Response, Kent Police"}"#, r#""record":null"#),
+            profile.replace(r#""description":"Response, Kent Police""#, r#""description":["x"]"#),
+            r#"{"did":"did:plc:a","time_us":1,"kind":"commit","commit":["create","app.bsky.feed.post","k"]}"#.to_string(),
+            r#"{"did":"did:plc:a","time_us":1,"kind":"identity","commit":{"operation":"create","collection":"app.bsky.feed.post","rkey":"k","record":{"text":7}}}"#.to_string(),
+        ]);
+        for frame in &frames {
+            assert_eq!(parse_event(frame), parse_event_carefully(frame), "{frame}");
+        }
     }
 
     #[test]
