@@ -764,7 +764,7 @@ impl Store {
     /// hundred ids, not one per id: a page of a whole-network stream has an author per post).
     /// Accounts the store does not remember are absent from the map.
     pub async fn stored_accounts(&self, platform: &str, ids: &[&str]) -> Result<HashMap<String, StoredAccount>> {
-        const IDS_PER_QUERY: usize = 500;
+        const IDS_PER_QUERY: usize = 512;
         let mut found = HashMap::new();
         let mut unstaged = Vec::with_capacity(ids.len());
         for &id in ids {
@@ -783,7 +783,11 @@ impl Store {
             );
             q.push_bind(platform).push(" AND platform_id IN (");
             let mut sep = q.separated(", ");
-            for id in chunk {
+            // The list is padded (repeating its last id) to a power of two, so a stream's pages,
+            // each with its own number of authors, share a few prepared statements from the
+            // connection's cache instead of preparing a new one almost every page.
+            let padded = chunk.len().next_power_of_two().min(IDS_PER_QUERY);
+            for id in chunk.iter().chain(std::iter::repeat(&chunk[chunk.len() - 1])).take(padded) {
                 sep.push_bind(*id);
             }
             q.push(")");

@@ -1096,4 +1096,9 @@ async fn stored_accounts_reads_many_at_once_from_the_database_and_the_staged_pag
     let one = db.store.stored_account("mastodon", "a2").await.unwrap().unwrap();
     assert_eq!(one.account.handle, found["a2"].account.handle);
     assert!(db.store.stored_accounts("bluesky", &["a1"]).await.unwrap().is_empty(), "another platform's a1");
+    // A list padded to a power of two (here 3 to 4, with the stranger repeated) finds the same.
+    let few = db.store.stored_accounts("mastodon", &["a2", "a1", "stranger"]).await.unwrap();
+    let mut keys: Vec<&str> = few.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["a1", "a2"]);
 }
