@@ -956,8 +956,8 @@ mod tests {
         frames.extend([
             post.replace(r#""operation":"create","collection":"app.bsky.feed.post","rkey":"3k","record""#, r#""rkey":"3k","record""#)
                 .replace(r#","cid":"c"}"#, r#","operation":"create","collection":"app.bsky.feed.post","cid":"c"}"#),
-            post.replace(r#""collection":"app.bsky.feed.post""#, r#""collection":"app.bsky.feed.post""#),
-            post.replace(r#""rkey":"3k""#, r#""rkey":"3k""#),
+            post.replace(r#""collection":"app.bsky.feed.post""#, r#""collection":"app.bsky.feed.po\u0073t""#),
+            post.replace(r#""rkey":"3k""#, r#""rk\u0065y":"3k""#),
             post.replace(r#""rkey":"3k""#, r#""rkey":"3k","rkey":"3j""#),
             post.replace(r#","cid":"c"}"#, r#","record":{"text":"again"},"cid":"c"}"#),
             post.replace(r#""text":"Night shift, custody rammed""#, r#""text":7"#),
