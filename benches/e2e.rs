@@ -410,17 +410,7 @@ max_rate_limit_wait_secs = 60
     let config = common::config_with_sources(dir.path(), &source, "");
 
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    // `E2E_WRAP`: a profiler command line to run the scan under (split on whitespace).
-    let wrap: Vec<String> = std::env::var("E2E_WRAP").unwrap_or_default().split_whitespace().map(str::to_string).collect();
-    let mut cmd = match wrap.split_first() {
-        Some((program, args)) => {
-            let mut c = std::process::Command::new(program);
-            c.args(args).arg(measure::binary());
-            c
-        }
-        None => std::process::Command::new(measure::binary()),
-    };
-    let m = measure::run(cmd.arg("--config").arg(&config).arg("scan"));
+    let m = measure::run(measure::program("E2E_WRAP").arg("--config").arg(&config).arg("scan"));
     if m.exit_code != Some(0) {
         eprintln!(
             "stdout:\n{}\nstderr:\n{}",

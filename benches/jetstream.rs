@@ -26,7 +26,6 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -265,19 +264,8 @@ fn main() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let config = write_config(dir.path(), addr);
 
-    // `JETSTREAM_WRAP` runs the child under another command, for profiling, e.g.
-    // `JETSTREAM_WRAP="valgrind --tool=callgrind --callgrind-out-file=/tmp/jet.cg"`
-    // (split on whitespace; the figures are then the wrapper's, not the program's).
-    let wrap: Vec<String> = std::env::var("JETSTREAM_WRAP").unwrap_or_default().split_whitespace().map(str::to_string).collect();
-    let mut cmd = match wrap.split_first() {
-        Some((program, args)) => {
-            let mut c = Command::new(program);
-            c.args(args).arg(measure::binary());
-            c
-        }
-        None => Command::new(measure::binary()),
-    };
-    let m = measure::run(cmd.arg("--config").arg(&config).arg("scan"));
+    // `JETSTREAM_WRAP`: a profiler to run the scan under (see the header).
+    let m = measure::run(measure::program("JETSTREAM_WRAP").arg("--config").arg(&config).arg("scan"));
     m.assert_success("exposure-monitor scan");
     let events = frames.len() as f64;
     // The scan ends on one quiet page after the last event.

@@ -44,6 +44,22 @@ pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_exposure-monitor")
 }
 
+/// The program as a command, run under the profiler command line in the environment variable
+/// `wrap_var` when it is set (split on whitespace, e.g. `valgrind --tool=callgrind`); the
+/// figures measured are then the wrapper's, not the program's.
+pub fn program(wrap_var: &str) -> Command {
+    let wrap = std::env::var(wrap_var).unwrap_or_default();
+    let mut words = wrap.split_whitespace();
+    match words.next() {
+        Some(profiler) => {
+            let mut c = Command::new(profiler);
+            c.args(words).arg(binary());
+            c
+        }
+        None => Command::new(binary()),
+    }
+}
+
 /// Run `cmd` to completion, capturing its output, and measure it.
 pub fn run(cmd: &mut Command) -> Measured {
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
