@@ -18,9 +18,9 @@ use crate::identify::{EvidenceSource, IdentityVerdict, PostSignals};
 use crate::model::{Account, Identity, Post};
 use crate::patterns::Detector;
 use crate::sources::{self, Page, Source};
-use crate::store::StoredAccount;
 use crate::store::{
-    AccountUpdate, BatchLimits, BatchWriter, NewHit, PageCommit, SourceSummary, StagedPage, Store, StoreError, SuppressionSet,
+    AccountUpdate, BatchLimits, BatchWriter, NewHit, PageCommit, SourceSummary, StagedPage, Store, StoreError, StoredAccount,
+    SuppressionSet,
 };
 
 /// The outcome of a scan: one summary per enabled source.
@@ -313,7 +313,6 @@ async fn process_page(
 #[derive(Default)]
 struct SeenAccounts {
     by_platform: HashMap<String, std::collections::HashSet<String>>,
-    len: usize,
 }
 
 impl SeenAccounts {
@@ -326,13 +325,11 @@ impl SeenAccounts {
         if ids.contains(id) {
             return false;
         }
-        ids.insert(id.to_string());
-        self.len += 1;
-        true
+        ids.insert(id.to_string())
     }
 
     fn len(&self) -> usize {
-        self.len
+        self.by_platform.values().map(|ids| ids.len()).sum()
     }
 }
 
