@@ -21,6 +21,8 @@ use exposure_monitor::identify::PostSignals;
 use exposure_monitor::model::Identity;
 use exposure_monitor::patterns::Detector;
 use exposure_monitor::store::{AccountUpdate, BatchLimits, BatchWriter, NewHit, PageCommit, Store};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use stream::{Stream, StreamSpec};
 
 /// Hit rows written in the timed run (`STORE_BENCH_ROWS` sets fewer, e.g. for a profile).
@@ -73,14 +75,25 @@ fn main() {
         });
     }
     // ROWS distinct hits (each a distinct post id), paged with their accounts and a cursor.
+    // Each row has times of its own, as a scan's rows do: it is retrieved when its page is
+    // fetched (so `retrieved_at` only grows), about a post a millisecond (a scan at the goal's
+    // rate), and its post was written at most a day before (a scan reads recent posts, in no
+    // particular order across accounts). Rows copied from the pool with the pool's times would
+    // repeat 2,000 timestamps in a cycle, an order no scan writes and the time-keyed indexes
+    // handle worst.
+    let mut times = StdRng::seed_from_u64(6);
+    let start_at = Utc::now();
     let mut pages: Vec<PageCommit> = Vec::with_capacity(rows_wanted / PER_PAGE + 1);
     let mut n = 0usize;
     while n < rows_wanted {
         let mut page = PageCommit { source: "bench".into(), accounts: vec![], hits: vec![], cursor: None };
+        let retrieved_at = start_at + chrono::Duration::milliseconds(n as i64);
         for _ in 0..PER_PAGE.min(rows_wanted - n) {
             let mut h = pool[n % pool.len()].clone();
             h.post.platform_id = format!("https://social.example/statuses/{n:09}");
             h.post.url = Some(h.post.platform_id.clone());
+            h.retrieved_at = retrieved_at;
+            h.post.created_at = retrieved_at - chrono::Duration::seconds(times.gen_range(0..86_400));
             if !page.accounts.iter().any(|a: &AccountUpdate| a.account.platform_id == h.account.platform_id) {
                 page.accounts.push(AccountUpdate {
                     account: h.account.clone(),
