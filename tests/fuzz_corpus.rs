@@ -24,6 +24,7 @@ const TARGETS: &[Target] = &[
     ("jetstream_event", fuzz_common::jetstream_event::run),
     ("cursors", fuzz_common::cursors::run),
     ("rate_headers", fuzz_common::rate_headers::run),
+    ("mastodon_link", fuzz_common::mastodon_link::run),
     ("forces", fuzz_common::forces::run),
     ("config", fuzz_common::config::run),
 ];

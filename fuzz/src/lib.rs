@@ -28,6 +28,8 @@ pub mod mastodon_statuses;
 pub mod patterns;
 #[path = "targets/rate_headers.rs"]
 pub mod rate_headers;
+#[path = "targets/mastodon_link.rs"]
+pub mod mastodon_link;
 #[path = "targets/reddit_about.rs"]
 pub mod reddit_about;
 #[path = "targets/reddit_listing.rs"]
