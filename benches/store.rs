@@ -8,6 +8,10 @@
 //! source delivers them, with the account records and the cursor of every page. Setting the rows
 //! up (generating and classifying posts) is not timed; serialising them and writing them is.
 //! The database is a fresh file on disk in WAL mode with `synchronous = FULL`, as `scan` uses it.
+//!
+//! Settings (environment): `STORE_BENCH_ROWS` (fewer rows, the batched writer only),
+//! `STORE_BENCH_KEEP=FILE` (keep a copy of the database written), `STORE_BENCH_INDEXES=1` (also
+//! time SQLite's copy of the rows with one `hits` index at a time: what each index costs).
 
 #[path = "support/stream.rs"]
 mod stream;
@@ -166,45 +170,93 @@ fn main() {
 /// just written, 5,000 rows a transaction, same pragmas), into the migrated schema and into a
 /// table with no index at all. No Rust, no serialising, no binding: what the engine and this
 /// disk allow for these rows, as `rg` is for the classify bench.
+///
+/// With `STORE_BENCH_INDEXES` set, also what each `hits` index costs: the same copy into the
+/// schema with only that one of its indexes (and the unique key, which cannot be dropped), and
+/// into the schema without the two indexes keyed by account.
 async fn sqlite_alone(written: &Path, rows: usize) {
-    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
-    use sqlx::{ConnectOptions, Connection};
+    let copy = |label: String, drop: Vec<String>| copy_rows(written, rows, label, drop);
+    copy("into the schema (every hits index)".into(), vec![]).await;
+    copy("into a table with no index".into(), vec!["*".into()]).await;
+    if std::env::var_os("STORE_BENCH_INDEXES").is_none() {
+        return;
+    }
+    let indexes = hits_indexes().await;
+    for keep in &indexes {
+        let drop = indexes.iter().filter(|i| *i != keep).cloned().collect();
+        copy(format!("into the schema with only {keep} (and the unique key)"), drop).await;
+    }
+    let by_account = vec!["hits_account".to_string(), "hits_unsent_accounts".to_string()];
+    copy("into the schema without hits_account and hits_unsent_accounts".into(), by_account).await;
+}
+
+/// The droppable indexes of the migrated `hits` table.
+async fn hits_indexes() -> Vec<String> {
     let dir = tempfile::tempdir().unwrap();
-    // Migrated by the program's own `Store::open`, then written through one bare connection.
-    let target = dir.path().join("copy.db");
-    Store::open(&target).await.unwrap().close().await;
-    let mut conn = SqliteConnectOptions::new()
-        .filename(&target)
+    let store = Store::open(&dir.path().join("schema.db")).await.unwrap();
+    store.close().await;
+    let mut conn = connect(&dir.path().join("schema.db")).await;
+    let names: Vec<(String,)> = sqlx::query_as(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'hits' AND sql IS NOT NULL ORDER BY name",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    names.into_iter().map(|(n,)| n).collect()
+}
+
+async fn connect(path: &Path) -> sqlx::SqliteConnection {
+    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+    use sqlx::ConnectOptions;
+    SqliteConnectOptions::new()
+        .filename(path)
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Full)
         .pragma("cache_size", "-8192")
         .pragma("temp_store", "MEMORY")
         .connect()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// Copy the hits of `written` into a freshly migrated database with the `drop`ped indexes
+/// gone (`*`: into a table of the same columns with no index at all), timed.
+async fn copy_rows(written: &Path, rows: usize, label: String, drop: Vec<String>) {
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().unwrap();
+    // Migrated by the program's own `Store::open`, then written through one bare connection.
+    let target = dir.path().join("copy.db");
+    Store::open(&target).await.unwrap().close().await;
+    let mut conn = connect(&target).await;
     sqlx::query("ATTACH ? AS src").bind(written.display().to_string()).execute(&mut conn).await.unwrap();
-    sqlx::query("CREATE TABLE bare AS SELECT * FROM src.hits WHERE 0").execute(&mut conn).await.unwrap();
-    let (max_id,): (i64,) = sqlx::query_as("SELECT max(id) FROM src.hits").fetch_one(&mut conn).await.unwrap();
-    for (label, table) in [("into the schema (every hits index)", "hits"), ("into a table with no index", "bare")] {
-        let start = Instant::now();
-        let cpu_start = cpu_secs();
-        for first in (1..=max_id).step_by(5_000) {
-            let mut tx = conn.begin().await.unwrap();
-            sqlx::query(&format!("INSERT INTO main.{table} SELECT * FROM src.hits WHERE id BETWEEN ? AND ?"))
-                .bind(first)
-                .bind(first + 4_999)
-                .execute(&mut *tx)
-                .await
-                .unwrap();
-            tx.commit().await.unwrap();
+    let table = if drop.iter().any(|d| d == "*") {
+        sqlx::query("CREATE TABLE bare AS SELECT * FROM src.hits WHERE 0").execute(&mut conn).await.unwrap();
+        "bare"
+    } else {
+        for index in &drop {
+            sqlx::query(&format!("DROP INDEX main.{index}")).execute(&mut conn).await.unwrap();
         }
-        let secs = start.elapsed().as_secs_f64();
-        let cpu = cpu_secs() - cpu_start;
-        println!(
-            "store: ceiling, SQLite alone copying the same {rows} rows {label}: {:.0} rows/s; {:.0} rows per CPU second",
-            rows as f64 / secs,
-            rows as f64 / cpu
-        );
+        "hits"
+    };
+    let (max_id,): (i64,) = sqlx::query_as("SELECT max(id) FROM src.hits").fetch_one(&mut conn).await.unwrap();
+    let start = Instant::now();
+    let cpu_start = cpu_secs();
+    for first in (1..=max_id).step_by(5_000) {
+        let mut tx = conn.begin().await.unwrap();
+        sqlx::query(&format!("INSERT INTO main.{table} SELECT * FROM src.hits WHERE id BETWEEN ? AND ?"))
+            .bind(first)
+            .bind(first + 4_999)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
     }
+    let secs = start.elapsed().as_secs_f64();
+    let cpu = cpu_secs() - cpu_start;
+    println!(
+        "store: ceiling, SQLite alone copying the same {rows} rows {label}: {:.0} rows/s; {:.0} rows per CPU second",
+        rows as f64 / secs,
+        rows as f64 / cpu
+    );
     conn.close().await.unwrap();
 }

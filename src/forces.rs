@@ -132,6 +132,13 @@ impl Forces {
             add_lookup(&name, &mut problems);
             name_pats.push(name.clone());
             names_to.push(idx);
+            // A blank entry would be an empty pattern, which the matchers find at every byte
+            // of every text (inside multi-byte characters too): a mistake, said as one.
+            for (field, list) in [("aliases", &f.aliases), ("abbreviations", &f.abbreviations), ("areas", &f.areas)] {
+                if list.iter().any(|a| a.trim().is_empty()) {
+                    problems.push(format!("`{name}`: an empty string in `{field}`"));
+                }
+            }
             for a in &f.aliases {
                 add_lookup(a, &mut problems);
                 name_pats.push(a.trim().to_string());
@@ -224,8 +231,12 @@ impl Forces {
     }
 }
 
-/// True when `span` is not glued to letters or digits on either side.
+/// True when `span` is not glued to letters or digits on either side (and, as a match of
+/// whole characters, starts and ends on character boundaries).
 fn whole_word(text: &str, span: &Range<usize>) -> bool {
+    if span.is_empty() || !text.is_char_boundary(span.start) || !text.is_char_boundary(span.end) {
+        return false;
+    }
     let before = text[..span.start].chars().next_back();
     let after = text[span.end..].chars().next();
     let glued = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
@@ -298,5 +309,26 @@ mod tests {
         assert!(err.to_string().contains("my.toml") && err.to_string().contains("`x`"), "{err}");
         let err = Forces::parse("[[force]]\nnom = \"A\"\n", "bad.toml").unwrap_err();
         assert!(format!("{err:#}").contains("bad.toml"), "{err:#}");
+    }
+
+    /// Found by the `forces` fuzz target: a blank alias or area became an empty pattern, which
+    /// matched inside a multi-byte character of a text, and slicing the text there panicked (a
+    /// bio with any non-ASCII letter would have stopped a scan).
+    #[test]
+    fn a_blank_alias_abbreviation_or_area_is_an_error_not_a_panic_later() {
+        for field in ["aliases", "abbreviations", "areas"] {
+            let file = format!("[[force]]\nname = \"Kent Police\"\n{field} = [\"Kent\", \" \"]\n");
+            let err = Forces::parse(&file, "forces.toml").unwrap_err().to_string();
+            assert!(err.contains("forces.toml") && err.contains("Kent Police") && err.contains(field), "{err}");
+        }
+        let forces = Forces::parse("[[force]]\nname = \"Kent Police\"\nareas = [\"Kent\"]\n", "forces.toml").unwrap();
+        let text = "Heddlu \u{5cd}\u{5cd} Kent — Maidstone ✓ Kent Police";
+        let found: Vec<&str> = forces.find(text).iter().map(|m| &text[m.span.clone()]).collect();
+        assert_eq!(found, ["Kent", "Kent Police"]);
+        // Any offsets at all: not whole words, and no panic.
+        for i in 0..=text.len() {
+            assert!(!whole_word(text, &(i..i)));
+            let _ = whole_word(text, &(i..text.len()));
+        }
     }
 }
